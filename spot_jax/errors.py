@@ -1,0 +1,21 @@
+"""Errors a user can cause.
+
+Every error raised because of user input (a bad path, a checkpoint for another model, a wrong shape)
+is a `SpotError` whose message is one line naming the fix. The CLI prints it without a traceback and
+exits with status 2.
+"""
+
+
+class SpotError(Exception):
+  """Base class of user-facing errors; `str(err)` is a one-line message."""
+
+  def __init__(self, message: str):
+    super().__init__(" ".join(str(message).split()))
+
+
+class ConfigError(SpotError):
+  """An unknown model config name or an inconsistent config."""
+
+
+class CheckpointError(SpotError):
+  """A checkpoint that cannot be read or does not fit the model."""

@@ -1,0 +1,209 @@
+"""The frozen T5 encoder-decoder, with t5x parameter names.
+
+Parameter tree (t5x layout): token_embedder/embedding; encoder/{relpos_bias, layers_i/{
+pre_attention_layer_norm, attention/{query,key,value,out}, pre_mlp_layer_norm, mlp/{wi|wi_0,wi_1,wo}},
+encoder_norm}; decoder/{relpos_bias, layers_i/{pre_self_attention_layer_norm, self_attention,
+pre_cross_attention_layer_norm, encoder_decoder_attention, pre_mlp_layer_norm, mlp}, decoder_norm,
+logits_dense (untied models only)}.
+
+The encoder takes an optional embedding prefix (the soft prompt hook): it is prepended to the embedded
+inputs before dropout and the attention mask is extended with ones, so the decoder attends to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from spot_jax.model.config import T5Config
+from spot_jax.model.layers import (Dense, Embed, MlpBlock, MultiHeadAttention, RelativePositionBias,
+                                   RMSNorm, mask_to_bias, residual_dropout)
+
+Array = jax.Array
+# {"self": [{"key": [B, L, H, D], "value": [B, L, H, D]}] * layers, "cross": [(k, v) [B, S, H, D]] * layers}
+Cache = dict[str, Any]
+
+
+class EncoderLayer(nn.Module):
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.pre_attention_layer_norm = RMSNorm(cfg)
+    self.attention = MultiHeadAttention(cfg)
+    self.pre_mlp_layer_norm = RMSNorm(cfg)
+    self.mlp = MlpBlock(cfg)
+    self.dropout = residual_dropout(cfg)
+
+  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
+    # [B, T, E] -> [B, T, E]
+    h = self.pre_attention_layer_norm(x)
+    x = x + self.dropout(self.attention(h, bias, inputs_kv=h, deterministic=deterministic),
+                         deterministic=deterministic)
+    h = self.mlp(self.pre_mlp_layer_norm(x), deterministic=deterministic)
+    return x + self.dropout(h, deterministic=deterministic)
+
+
+class Encoder(nn.Module):
+  config: T5Config
+  embedder: Embed
+
+  def setup(self):
+    cfg = self.config
+    self.relpos_bias = RelativePositionBias(cfg, bidirectional=True)
+    self.layers = [EncoderLayer(cfg) for _ in range(cfg.num_encoder_layers)]  # layers_0, ...
+    self.encoder_norm = RMSNorm(cfg)
+    self.dropout = residual_dropout(cfg)
+
+  def __call__(self, input_tokens: Array, prefix: Optional[Array] = None,
+               deterministic: bool = True) -> tuple[Array, Array]:
+    """[B, T] tokens (0 = padding), prefix [B, P, E] or [P, E] -> ([B, P+T, E], mask [B, P+T])."""
+    x = self.embedder(input_tokens)  # [B, T, E]
+    mask = input_tokens > 0
+    if prefix is not None:
+      x, mask = prepend_prefix(x, mask, prefix)
+    x = self.dropout(x, deterministic=deterministic)
+    length = x.shape[1]
+    bias = self.relpos_bias(length, length) + mask_to_bias(mask[:, None, None, :])  # [B, H, T, T]
+    for layer in self.layers:
+      x = layer(x, bias, deterministic)
+    return self.dropout(self.encoder_norm(x), deterministic=deterministic), mask
+
+
+def prepend_prefix(x: Array, mask: Array, prefix: Array) -> tuple[Array, Array]:
+  """Prepends prefix [B, P, E] or [P, E] to x [B, T, E]; mask [B, T] gets P leading ones."""
+  batch, _, emb = x.shape
+  if prefix.ndim == 2:
+    prefix = jnp.broadcast_to(prefix[None], (batch,) + prefix.shape)
+  if prefix.ndim != 3 or prefix.shape[0] != batch or prefix.shape[2] != emb:
+    raise ValueError(f"prefix of shape {prefix.shape} does not fit embedded inputs {x.shape}; "
+                     f"expected [{batch}, P, {emb}] or [P, {emb}]")
+  x = jnp.concatenate([prefix.astype(x.dtype), x], axis=1)  # [B, P+T, E]
+  mask = jnp.concatenate([jnp.ones(prefix.shape[:2], bool), mask], axis=1)  # [B, P+T]
+  return x, mask
+
+
+class DecoderLayer(nn.Module):
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.pre_self_attention_layer_norm = RMSNorm(cfg)
+    self.self_attention = MultiHeadAttention(cfg)
+    self.pre_cross_attention_layer_norm = RMSNorm(cfg)
+    self.encoder_decoder_attention = MultiHeadAttention(cfg)
+    self.pre_mlp_layer_norm = RMSNorm(cfg)
+    self.mlp = MlpBlock(cfg)
+    self.dropout = residual_dropout(cfg)
+
+  def __call__(self, y: Array, self_bias: Array, cross_bias: Array, *, encoded: Optional[Array],
+               cross_kv: Optional[tuple[Array, Array]] = None, cache: Optional[dict] = None,
+               cache_index: Optional[Array] = None, deterministic: bool = True):
+    """[B, T, E] -> ([B, T, E], updated self-attention cache or None)."""
+    h = self.pre_self_attention_layer_norm(y)
+    if cache is None:
+      h = self.self_attention(h, self_bias, inputs_kv=h, deterministic=deterministic)
+    else:  # incremental decoding: write this step's key/value at cache_index, attend to all.
+      k_new, v_new = self.self_attention.project_kv(h)  # [B, 1, H, D]
+      start = (0, cache_index, 0, 0)
+      cache = {"key": jax.lax.dynamic_update_slice(cache["key"], k_new.astype(cache["key"].dtype), start),
+               "value": jax.lax.dynamic_update_slice(cache["value"], v_new.astype(cache["value"].dtype),
+                                                     start)}
+      h = self.self_attention(h, self_bias, kv=(cache["key"], cache["value"]),
+                              deterministic=deterministic)
+    y = y + self.dropout(h, deterministic=deterministic)
+    h = self.encoder_decoder_attention(self.pre_cross_attention_layer_norm(y), cross_bias,
+                                       inputs_kv=encoded, kv=cross_kv, deterministic=deterministic)
+    y = y + self.dropout(h, deterministic=deterministic)
+    h = self.mlp(self.pre_mlp_layer_norm(y), deterministic=deterministic)
+    return y + self.dropout(h, deterministic=deterministic), cache
+
+
+class Decoder(nn.Module):
+  config: T5Config
+  embedder: Embed
+
+  def setup(self):
+    cfg = self.config
+    self.relpos_bias = RelativePositionBias(cfg, bidirectional=False)
+    self.layers = [DecoderLayer(cfg) for _ in range(cfg.num_decoder_layers)]
+    self.decoder_norm = RMSNorm(cfg)
+    self.dropout = residual_dropout(cfg)
+    if not cfg.logits_via_embedding:
+      self.logits_dense = Dense(cfg, cfg.vocab_size, ("embed", "vocab"), out_dtype="float32")
+
+  def __call__(self, decoder_input_tokens: Array, encoded: Optional[Array], encoder_mask: Array, *,
+               cache: Optional[Cache] = None, cache_index: Optional[Array] = None,
+               deterministic: bool = True) -> tuple[Array, Optional[Cache]]:
+    """Tokens [B, T] -> float32 logits [B, T, V] (and the updated cache when decoding)."""
+    cfg = self.config
+    y = self.dropout(self.embedder(decoder_input_tokens), deterministic=deterministic)  # [B, T, E]
+    cross_bias = mask_to_bias(encoder_mask[:, None, None, :])  # [B, 1, 1, S]
+    if cache is None:
+      length = y.shape[1]
+      causal = np.tril(np.ones((length, length), bool))
+      self_bias = self.relpos_bias(length, length) + mask_to_bias(causal)[None, None]  # [1, H, T, T]
+      caches = [None] * cfg.num_decoder_layers
+      cross = [None] * cfg.num_decoder_layers
+    else:
+      max_len = cache["self"][0]["key"].shape[1]
+      visible = jnp.arange(max_len) <= cache_index  # [L]
+      self_bias = (self.relpos_bias(max_len, max_len, query_offset=cache_index, query_len=1)
+                   + mask_to_bias(visible)[None, None, None, :])  # [1, H, 1, L]
+      caches, cross = cache["self"], cache["cross"]
+    new_caches = []
+    for layer, layer_cache, layer_cross in zip(self.layers, caches, cross):
+      y, layer_cache = layer(y, self_bias, cross_bias, encoded=encoded, cross_kv=layer_cross,
+                             cache=layer_cache, cache_index=cache_index, deterministic=deterministic)
+      new_caches.append(layer_cache)
+    y = self.dropout(self.decoder_norm(y), deterministic=deterministic)
+    if cfg.logits_via_embedding:
+      logits = self.embedder.attend(y) / np.sqrt(cfg.emb_dim)  # T5 1.0 rescale
+    else:
+      logits = self.logits_dense(y)
+    new_cache = None if cache is None else {"self": new_caches, "cross": cross}
+    return logits, new_cache
+
+
+class T5(nn.Module):
+  """Encoder-decoder; methods are used with `model.apply(..., method=T5.encode)` etc."""
+  config: T5Config
+
+  def setup(self):
+    self.token_embedder = Embed(self.config)
+    self.encoder = Encoder(self.config, embedder=self.token_embedder)
+    self.decoder = Decoder(self.config, embedder=self.token_embedder)
+
+  def encode(self, input_tokens: Array, *, prefix: Optional[Array] = None,
+             deterministic: bool = True) -> tuple[Array, Array]:
+    return self.encoder(input_tokens, prefix, deterministic)
+
+  def decode(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array, *,
+             deterministic: bool = True) -> Array:
+    return self.decoder(decoder_input_tokens, encoded, encoder_mask, deterministic=deterministic)[0]
+
+  def __call__(self, input_tokens: Array, decoder_input_tokens: Array, *,
+               prefix: Optional[Array] = None, deterministic: bool = True) -> Array:
+    """Teacher-forced logits [B, T_dec, V] (float32)."""
+    encoded, mask = self.encode(input_tokens, prefix=prefix, deterministic=deterministic)
+    return self.decode(encoded, mask, decoder_input_tokens, deterministic=deterministic)
+
+  def init_cache(self, encoded: Array, max_decode_len: int) -> Cache:
+    """Empty self-attention cache for `max_decode_len` steps and the cross-attention keys/values."""
+    cfg = self.config
+    batch = encoded.shape[0]
+    shape = (batch, max_decode_len, cfg.num_heads, cfg.head_dim)
+    zeros = jnp.zeros(shape, jnp.dtype(cfg.dtype))
+    return {"self": [{"key": zeros, "value": zeros} for _ in range(cfg.num_decoder_layers)],
+            "cross": [layer.encoder_decoder_attention.project_kv(encoded)
+                      for layer in self.decoder.layers]}
+
+  def decode_step(self, encoder_mask: Array, tokens: Array, cache: Cache,
+                  cache_index: Array) -> tuple[Array, Cache]:
+    """One decoding step: tokens [B, 1] at position `cache_index` -> (logits [B, V], cache)."""
+    logits, cache = self.decoder(tokens, None, encoder_mask, cache=cache, cache_index=cache_index)
+    return logits[:, 0], cache
