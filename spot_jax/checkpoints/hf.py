@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from etils import epath
 
+from spot_jax.checkpoints.atomic import atomic_directory
 from spot_jax.errors import CheckpointError
 from spot_jax.model.config import T5Config
 from spot_jax.model.params import check_params, flatten, unflatten
@@ -171,12 +172,12 @@ def read_hf_checkpoint(path: str | epath.PathLike) -> tuple[T5Config, dict]:
   return config, from_hf_state_dict(state_dict, config)
 
 
-def write_hf_checkpoint(path: str | epath.PathLike, params: Mapping, config: T5Config) -> None:
+def write_hf_checkpoint(path: str | epath.PathLike, params: Mapping, config: T5Config, *,
+                        overwrite: bool = False) -> None:
   """Writes config.json + model.safetensors so `T5ForConditionalGeneration.from_pretrained` loads it."""
   from safetensors.numpy import save
-  from spot_jax.checkpoints.atomic import atomic_directory
   state_dict = {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v
                 for k, v in to_hf_state_dict(params, config).items()}
-  with atomic_directory(path) as tmp:
+  with atomic_directory(path, overwrite=overwrite) as tmp:
     (tmp / "config.json").write_text(json.dumps(to_hf_config(config), indent=2))
     (tmp / "model.safetensors").write_bytes(save(state_dict, metadata={"format": "pt"}))

@@ -11,6 +11,7 @@ Only the model parameters ("target") are read; optimizer state is ignored. Paths
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Mapping, Optional
 
@@ -25,6 +26,9 @@ from spot_jax.model.config import T5Config
 from spot_jax.model.params import check_params, flatten, unflatten
 
 _CHUNK_ELEMENTS = 1 << 22  # ~16 MB of float32 per zarr chunk
+# t5x stores no model config; we write ours beside the arrays (t5x ignores it) so conversions
+# keep what shapes cannot tell (relative_attention_max_distance, activation variant).
+CONFIG_FILE = "spot_jax_model.json"
 
 
 def _kvstore(path: epath.Path) -> dict[str, str]:
@@ -127,9 +131,15 @@ def infer_config(arrays: Mapping[str, np.ndarray], **overrides: Any) -> T5Config
 
 def read_t5x_checkpoint(path: str | epath.PathLike,
                         config: Optional[T5Config] = None) -> tuple[T5Config, dict]:
-  """Reads a t5x checkpoint into our parameter tree, checked against `config` (inferred if None)."""
+  """Reads a t5x checkpoint into our parameter tree, checked against `config`.
+
+  Without `config`, the one we wrote beside the arrays is used, else it is inferred from shapes.
+  """
   arrays, _ = read_t5x_arrays(path)
-  config = config or infer_config(arrays)
+  if config is None:
+    sidecar = _checkpoint_file(epath.Path(path)).parent / CONFIG_FILE
+    config = (T5Config.from_dict(json.loads(sidecar.read_text())) if sidecar.exists()
+              else infer_config(arrays))
   check_params(arrays, config, source=f"t5x checkpoint {path}")
   dtype = np.dtype(config.param_dtype) if config.param_dtype != "bfloat16" else None
   if dtype is not None:
@@ -141,7 +151,8 @@ def _zarr_dtype(dtype: np.dtype) -> str:
   return "bfloat16" if dtype.name == "bfloat16" else dtype.str
 
 
-def write_t5x_checkpoint(path: str | epath.PathLike, params: Mapping, *, step: int = 0,
+def write_t5x_checkpoint(path: str | epath.PathLike, params: Mapping, *,
+                         config: Optional[T5Config] = None, step: int = 0,
                          overwrite: bool = False) -> None:
   """Writes params as a t5x checkpoint directory (kernels/embeddings as zarr, the rest inline).
 
@@ -170,3 +181,5 @@ def write_t5x_checkpoint(path: str | epath.PathLike, params: Mapping, *, step: i
     state = {"version": 3,
              "optimizer": {"state": {"step": np.int32(step)}, "target": unflatten(target)}}
     (tmp / "checkpoint").write_bytes(serialization.msgpack_serialize(state))
+    if config is not None:
+      (tmp / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))

@@ -77,11 +77,12 @@ class Encoder(nn.Module):
 def prepend_prefix(x: Array, mask: Array, prefix: Array) -> tuple[Array, Array]:
   """Prepends prefix [B, P, E] or [P, E] to x [B, T, E]; mask [B, T] gets P leading ones."""
   batch, _, emb = x.shape
-  if prefix.ndim == 2:
-    prefix = jnp.broadcast_to(prefix[None], (batch,) + prefix.shape)
-  if prefix.ndim != 3 or prefix.shape[0] != batch or prefix.shape[2] != emb:
+  fits = prefix.shape[-1] == emb and (prefix.ndim == 2 or (prefix.ndim == 3 and prefix.shape[0] == batch))
+  if not fits:
     raise ValueError(f"prefix of shape {prefix.shape} does not fit embedded inputs {x.shape}; "
                      f"expected [{batch}, P, {emb}] or [P, {emb}]")
+  if prefix.ndim == 2:
+    prefix = jnp.broadcast_to(prefix[None], (batch,) + prefix.shape)
   x = jnp.concatenate([prefix.astype(x.dtype), x], axis=1)  # [B, P+T, E]
   mask = jnp.concatenate([jnp.ones(prefix.shape[:2], bool), mask], axis=1)  # [B, P+T]
   return x, mask
