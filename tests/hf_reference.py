@@ -62,7 +62,7 @@ def random_batch(vocab: int, seed: int = 0, batch: int = 3, in_len: int = 30, ou
   rng = np.random.RandomState(seed)
   inputs = rng.randint(2, vocab, (batch, in_len)).astype(np.int32)
   inputs[1, in_len * 2 // 3:] = 0
-  inputs[2, 5:] = 0
+  inputs[-1, 5:] = 0
   decoder_inputs = rng.randint(2, vocab, (batch, out_len)).astype(np.int32)
   decoder_inputs[:, 0] = 0
   return inputs, decoder_inputs
