@@ -8,7 +8,7 @@ heads, relpos_buckets); `spot_jax.model.params` turns them into partition specs.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -159,18 +159,20 @@ class MultiHeadAttention(nn.Module):
     """Keys and values of `inputs_kv` [B, S, E] -> two [B, S, H, D] (cached for cross-attention)."""
     return self._split_heads(self.key(inputs_kv)), self._split_heads(self.value(inputs_kv))
 
-  def __call__(self, inputs_q: Array, bias: Array, *, inputs_kv: Optional[Array] = None,
-               kv: Optional[tuple[Array, Array]] = None, deterministic: bool = True) -> Array:
+  def __call__(self, inputs_q: Array, biases: Sequence[Array], *,
+               inputs_kv: Optional[Array] = None, kv: Optional[tuple[Array, Array]] = None,
+               deterministic: bool = True) -> Array:
     """Attends `inputs_q` [B, T, E] to `inputs_kv` [B, S, E] (or precomputed `kv`).
 
-    `bias` broadcasts to [B, H, T, S] and carries masks and relative positions.
+    `biases` (relative positions [1, H, T, S], masks [B, 1, 1 or T, S]) broadcast to [B, H, T, S];
+    they are added here, inside the fused softmax, so no [B, H, T, S] bias is ever stored.
     """
     cfg = self.config
     q = self._split_heads(self.query(inputs_q))  # [B, T, H, D]
     k, v = kv if kv is not None else self.project_kv(inputs_kv)  # [B, S, H, D]
     logits_dtype = jnp.float32 if cfg.float32_attention_logits else q.dtype
     logits = jnp.einsum("bthd,bshd->bhts", q.astype(logits_dtype), k.astype(logits_dtype))
-    weights = jax.nn.softmax(logits.astype(jnp.float32) + bias, axis=-1)
+    weights = jax.nn.softmax(sum(biases, logits.astype(jnp.float32)), axis=-1)
     weights = self.dropout(weights, deterministic=deterministic).astype(v.dtype)
     y = jnp.einsum("bhts,bshd->bthd", weights, v)  # [B, T, H, D]
     return self.out(y.reshape(y.shape[:2] + (-1,)))  # [B, T, H*D] -> [B, T, E]

@@ -39,10 +39,10 @@ class EncoderLayer(nn.Module):
     self.mlp = MlpBlock(cfg)
     self.dropout = residual_dropout(cfg)
 
-  def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, biases: tuple[Array, ...], deterministic: bool) -> Array:
     # [B, T, E] -> [B, T, E]
     h = self.pre_attention_layer_norm(x)
-    x = x + self.dropout(self.attention(h, bias, inputs_kv=h, deterministic=deterministic),
+    x = x + self.dropout(self.attention(h, biases, inputs_kv=h, deterministic=deterministic),
                          deterministic=deterministic)
     h = self.mlp(self.pre_mlp_layer_norm(x), deterministic=deterministic)
     return x + self.dropout(h, deterministic=deterministic)
@@ -68,9 +68,9 @@ class Encoder(nn.Module):
       x, mask = prepend_prefix(x, mask, prefix)
     x = self.dropout(x, deterministic=deterministic)
     length = x.shape[1]
-    bias = self.relpos_bias(length, length) + mask_to_bias(mask[:, None, None, :])  # [B, H, T, T]
+    biases = (self.relpos_bias(length, length), mask_to_bias(mask[:, None, None, :]))
     for layer in self.layers:
-      x = layer(x, bias, deterministic)
+      x = layer(x, biases, deterministic)
     return self.dropout(self.encoder_norm(x), deterministic=deterministic), mask
 
 
@@ -101,23 +101,24 @@ class DecoderLayer(nn.Module):
     self.mlp = MlpBlock(cfg)
     self.dropout = residual_dropout(cfg)
 
-  def __call__(self, y: Array, self_bias: Array, cross_bias: Array, *, encoded: Optional[Array],
+  def __call__(self, y: Array, self_biases: tuple[Array, ...], cross_biases: tuple[Array, ...], *,
+               encoded: Optional[Array],
                cross_kv: Optional[tuple[Array, Array]] = None, cache: Optional[dict] = None,
                cache_index: Optional[Array] = None, deterministic: bool = True):
     """[B, T, E] -> ([B, T, E], updated self-attention cache or None)."""
     h = self.pre_self_attention_layer_norm(y)
     if cache is None:
-      h = self.self_attention(h, self_bias, inputs_kv=h, deterministic=deterministic)
+      h = self.self_attention(h, self_biases, inputs_kv=h, deterministic=deterministic)
     else:  # incremental decoding: write this step's key/value at cache_index, attend to all.
       k_new, v_new = self.self_attention.project_kv(h)  # [B, 1, H, D]
       start = (0, cache_index, 0, 0)
       cache = {"key": jax.lax.dynamic_update_slice(cache["key"], k_new.astype(cache["key"].dtype), start),
                "value": jax.lax.dynamic_update_slice(cache["value"], v_new.astype(cache["value"].dtype),
                                                      start)}
-      h = self.self_attention(h, self_bias, kv=(cache["key"], cache["value"]),
+      h = self.self_attention(h, self_biases, kv=(cache["key"], cache["value"]),
                               deterministic=deterministic)
     y = y + self.dropout(h, deterministic=deterministic)
-    h = self.encoder_decoder_attention(self.pre_cross_attention_layer_norm(y), cross_bias,
+    h = self.encoder_decoder_attention(self.pre_cross_attention_layer_norm(y), cross_biases,
                                        inputs_kv=encoded, kv=cross_kv, deterministic=deterministic)
     y = y + self.dropout(h, deterministic=deterministic)
     h = self.mlp(self.pre_mlp_layer_norm(y), deterministic=deterministic)
@@ -143,22 +144,22 @@ class Decoder(nn.Module):
     """Tokens [B, T] -> float32 logits [B, T, V] (and the updated cache when decoding)."""
     cfg = self.config
     y = self.dropout(self.embedder(decoder_input_tokens), deterministic=deterministic)  # [B, T, E]
-    cross_bias = mask_to_bias(encoder_mask[:, None, None, :])  # [B, 1, 1, S]
+    cross_biases = (mask_to_bias(encoder_mask[:, None, None, :]),)  # [B, 1, 1, S]
     if cache is None:
       length = y.shape[1]
       causal = np.tril(np.ones((length, length), bool))
-      self_bias = self.relpos_bias(length, length) + mask_to_bias(causal)[None, None]  # [1, H, T, T]
+      self_biases = (self.relpos_bias(length, length), mask_to_bias(causal)[None, None])  # [1, H, T, T]
       caches = [None] * cfg.num_decoder_layers
       cross = [None] * cfg.num_decoder_layers
     else:
       max_len = cache["self"][0]["key"].shape[1]
       visible = jnp.arange(max_len) <= cache_index  # [L]
-      self_bias = (self.relpos_bias(max_len, max_len, query_offset=cache_index, query_len=1)
-                   + mask_to_bias(visible)[None, None, None, :])  # [1, H, 1, L]
+      self_biases = (self.relpos_bias(max_len, max_len, query_offset=cache_index, query_len=1),
+                     mask_to_bias(visible)[None, None, None, :])  # [1, H, 1, L]
       caches, cross = cache["self"], cache["cross"]
     new_caches = []
     for layer, layer_cache, layer_cross in zip(self.layers, caches, cross):
-      y, layer_cache = layer(y, self_bias, cross_bias, encoded=encoded, cross_kv=layer_cross,
+      y, layer_cache = layer(y, self_biases, cross_biases, encoded=encoded, cross_kv=layer_cross,
                              cache=layer_cache, cache_index=cache_index, deterministic=deterministic)
       new_caches.append(layer_cache)
     y = self.dropout(self.decoder_norm(y), deterministic=deterministic)
