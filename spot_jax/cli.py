@@ -38,6 +38,44 @@ def _cmd_smoke(args: argparse.Namespace) -> None:
             max_decode_len=args.max_decode_len)
 
 
+_GIN_COMMANDS = {
+    # command: (gin configurable, required macros)
+    "train": ("train", ("MODEL_CONFIG", "PROMPT_INITIALIZER", "MIXTURE_OR_TASK_NAME", "MODEL_DIR",
+                        "INITIAL_CHECKPOINT_PATH")),
+    "eval": ("evaluate", ("MODEL_CONFIG", "MIXTURE_OR_TASK_NAME", "INITIAL_CHECKPOINT_PATH",
+                          "PROMPT_FILE")),
+    "infer": ("infer", ("MODEL_CONFIG", "MIXTURE_OR_TASK_NAME", "INITIAL_CHECKPOINT_PATH",
+                        "PROMPT_FILE")),
+}
+
+
+def _cmd_gin(args: argparse.Namespace) -> None:
+  """train / eval / infer: parse the gin files and overrides, then call the bound function."""
+  import importlib
+  import gin
+  from spot_jax import gin_utils
+  for module in args.module:
+    try:
+      importlib.import_module(module)
+    except ImportError as e:
+      raise SpotError(f"cannot import task module {module!r} ({e}); check --module / PYTHONPATH")
+  name, required = _GIN_COMMANDS[args.command]
+  gin_utils.parse(args.gin_file, args.gin_bindings, required)
+  if args.command == "train":
+    model_dir = gin.query_parameter("MODEL_DIR/gin.macro.value")
+    gin_utils.save_config(model_dir, "config.gin", gin.config_str())
+  fn = gin.get_configurable(name)
+  fn()
+  if args.command == "train":
+    gin_utils.save_config(model_dir, "operative_config.gin", gin.operative_config_str())
+
+
+def _cmd_export_prompt(args: argparse.Namespace) -> None:
+  from spot_jax.train.checkpointing import export_checkpoint_prompt
+  path = export_checkpoint_prompt(args.model_dir, args.output, step=args.step)
+  print(f"wrote {path} and its .json sidecar")
+
+
 def build_parser() -> argparse.ArgumentParser:
   from spot_jax.checkpoints import FORMATS
   parser = argparse.ArgumentParser(
@@ -59,6 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("dst", metavar="DST")
   p.set_defaults(fn=_cmd_convert)
 
+  for command, help_text in (("train", "tune a prompt (gin-configured)"),
+                             ("eval", "evaluate a prompt with the task's metrics (gin-configured)"),
+                             ("infer", "decode a task split with a prompt (gin-configured)")):
+    p = sub.add_parser(command, help=help_text, description=(
+        f"{help_text}. Compose gin files t5x-style, e.g. spot-jax {command} "
+        "--gin_file=models/t5_1_1_base.gin --gin_file=prompts/sampled_vocab.gin "
+        f"--gin_file=runs/{'prompt_finetune' if command == 'train' else command}.gin "
+        "--gin.MIXTURE_OR_TASK_NAME=\"'glue_rte_v2'\" --gin.MODEL_DIR=\"'/tmp/rte'\""))
+    p.add_argument("--gin_file", action="append", default=[],
+                   help="gin file (searched in the working directory, then gin_configs/); repeatable")
+    p.add_argument("--module", action="append", default=["tasks"],
+                   help="module to import that registers seqio tasks (default: tasks); repeatable")
+    p.set_defaults(fn=_cmd_gin)
+
+  p = sub.add_parser("export-prompt", help="write the prompt of a training checkpoint as .npy + .json")
+  p.add_argument("model_dir", metavar="MODEL_DIR")
+  p.add_argument("output", metavar="OUT.npy")
+  p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+  p.set_defaults(fn=_cmd_export_prompt)
+
   p = sub.add_parser("smoke", help="tiny end-to-end forward/decode run (no downloads)")
   p.add_argument("--checkpoint", help="t5x or HF checkpoint directory (default: random weights)")
   p.add_argument("--config", help="model config name (default: the checkpoint's own, or "
@@ -72,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-  args = build_parser().parse_args(argv)
+  from spot_jax.gin_utils import split_gin_args
+  bindings, rest = split_gin_args(sys.argv[1:] if argv is None else argv)
+  args = build_parser().parse_args(rest)
+  args.gin_bindings = bindings
   try:
     args.fn(args)
   except SpotError as e:

@@ -1,0 +1,31 @@
+"""The functions and classes gin files may bind, registered under short names.
+
+Importing this module registers them; only the CLI (spot_jax.gin_utils.parse) imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import gin
+
+from spot_jax import peft
+from spot_jax.train import optim, trainer
+from spot_jax.train import inference  # noqa: E402
+
+
+def class_label_init(*, labels: Sequence[str], vocabulary: str,
+                     fallback: peft.PromptInitializer = peft.SampledVocabInit()) -> peft.ClassLabelInit:
+  """ClassLabelInit from label words, tokenized with the SentencePiece model at `vocabulary`."""
+  import seqio
+  vocab = seqio.SentencePieceVocabulary(vocabulary, extra_ids=100)
+  return peft.ClassLabelInit(tuple(tuple(vocab.encode(w)) for w in labels), fallback=fallback)
+
+
+for _fn, _name in [(trainer.train, "train"), (inference.evaluate, "evaluate"),
+                   (inference.infer, "infer"), (optim.adafactor, "adafactor"),
+                   (optim.adam, "adam"), (class_label_init, "class_label_init"),
+                   (peft.UniformInit, "UniformInit"), (peft.SampledVocabInit, "SampledVocabInit"),
+                   (peft.FromFileInit, "FromFileInit"),
+                   (peft.WeightedCombinationInit, "WeightedCombinationInit")]:
+  gin.external_configurable(_fn, name=_name)

@@ -1,0 +1,1 @@
+"""Data: seqio datasets -> model features -> per-host numpy batches; metrics."""

@@ -1,0 +1,90 @@
+"""gin at the edge: parse --gin_file / --gin.NAME=VALUE the t5x way, check required macros up front,
+and save the operative config beside the run.
+
+Every library function stays gin-free; `spot_jax.configurables` registers the ones a run file binds.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Mapping, Sequence
+
+import gin
+from etils import epath
+
+from spot_jax.errors import SpotError
+
+GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin_configs"
+
+# Macro -> where it is usually set, for the "missing binding" message.
+REQUIRED_MACROS: Mapping[str, str] = {
+    "MODEL_CONFIG": "a model file, e.g. --gin_file=models/t5_1_1_lm_adapted_base.gin",
+    "PROMPT_INITIALIZER": "a prompt file, e.g. --gin_file=prompts/sampled_vocab.gin",
+    "MIXTURE_OR_TASK_NAME": "the command line, e.g. --gin.MIXTURE_OR_TASK_NAME=\"'glue_rte_v2'\"",
+    "MODEL_DIR": "the command line, e.g. --gin.MODEL_DIR=\"'/tmp/rte'\"",
+    "INITIAL_CHECKPOINT_PATH": "the command line, e.g. --gin.INITIAL_CHECKPOINT_PATH=\"'gs://.../checkpoint_1100000'\" "
+                               "(or None for a randomly initialised frozen model)",
+    "PROMPT_FILE": "the command line, e.g. --gin.PROMPT_FILE=\"'/tmp/rte/exports/source_prompt.npy'\"",
+    "OUTPUT_FILE": "the command line, e.g. --gin.OUTPUT_FILE=\"'/tmp/predictions.jsonl'\"",
+    "CLASS_LABELS": "the command line, e.g. --gin.CLASS_LABELS=\"['yes', 'no']\" (prompts/class_labels.gin)",
+}
+
+
+def split_gin_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+  """Separates `--gin.NAME=VALUE` overrides (t5x style) from the other arguments."""
+  bindings, rest = [], []
+  for arg in argv:
+    if arg.startswith("--gin.") and "=" in arg:
+      bindings.append(arg[len("--gin."):])
+    else:
+      rest.append(arg)
+  return bindings, rest
+
+
+def parse(gin_files: Sequence[str], bindings: Sequence[str], required: Sequence[str]) -> None:
+  """Parses the files (searched in the working directory and gin_configs/) and the overrides,
+  then fails at once, naming the binding and the file that usually sets it, if a required macro
+  is unset."""
+  import spot_jax.configurables  # noqa: F401  registers the configurables the files bind
+
+  gin.clear_config()
+  gin.add_config_file_search_path(str(GIN_DIR))
+  if not gin_files:
+    raise SpotError("no --gin_file given; start from gin_configs/runs/*.gin (see README)")
+  try:
+    gin.parse_config_files_and_bindings([_resolve(f) for f in gin_files], list(bindings),
+                                        finalize_config=False)
+  except (IOError, OSError) as e:
+    raise SpotError(f"cannot read gin file: {e}") from None
+  except (ValueError, SyntaxError) as e:
+    raise SpotError(f"bad gin config: {' '.join(str(e).split())}") from None
+  # Required by the command, or declared %gin.REQUIRED by a file in use (e.g. prompts/from_file.gin).
+  missing = [m for m in required if _macro_state(m) != "set"]
+  missing += [m for m in REQUIRED_MACROS if m not in required and _macro_state(m) == "required"]
+  if missing:
+    where = "; ".join(f"{m} is set by {REQUIRED_MACROS.get(m, 'the command line')}" for m in missing)
+    raise SpotError(f"missing required gin binding{'s' if len(missing) > 1 else ''} "
+                    f"{', '.join(missing)}: {where}")
+
+
+def _resolve(gin_file: str) -> str:
+  """A path as given if it exists, else relative to gin_configs/ (so gin logs no failed lookups)."""
+  if pathlib.Path(gin_file).exists() or not (GIN_DIR / gin_file).exists():
+    return gin_file
+  return str(GIN_DIR / gin_file)
+
+
+def _macro_state(name: str) -> str:
+  """'unset', 'required' (bound to %gin.REQUIRED) or 'set'."""
+  try:
+    value = gin.query_parameter(f"{name}/gin.macro.value")
+  except ValueError:
+    return "unset"
+  return "required" if repr(value) == "%gin.REQUIRED" else "set"
+
+
+def save_config(model_dir: str | epath.PathLike, name: str, text: str) -> None:
+  """Writes a gin config beside the run (config.gin: as parsed; operative_config.gin: as used)."""
+  path = epath.Path(model_dir)
+  path.mkdir(parents=True, exist_ok=True)
+  (path / name).write_text(text)

@@ -1,0 +1,70 @@
+"""Training checkpoints with orbax: atomic commits, a keep policy, and resume.
+
+Resume order (implemented in `restore_or_init` and `trainer.train`):
+  1. build the abstract TrainState (shapes only) from the prompt and optimizer;
+  2. if MODEL_DIR/checkpoints has a committed step, restore step, prompt, optimizer state and rng;
+  3. restart the input stream after `step` batches (spot_jax.data.pipeline.train_batches);
+  4. restore the best validation score so far from the exported source prompt's sidecar.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+from spot_jax.train.state import TrainState
+
+
+class Checkpointer:
+  def __init__(self, directory: str | epath.PathLike, *, keep: Optional[int] = 3):
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=False)
+    self.manager = ocp.CheckpointManager(epath.Path(directory), options=options)
+
+  def latest_step(self) -> Optional[int]:
+    return self.manager.latest_step()
+
+  def save(self, state: TrainState) -> None:
+    step = int(jax.device_get(state.step))
+    if step not in self.manager.all_steps():
+      self.manager.save(step, args=ocp.args.StandardSave(state))
+      self.manager.wait_until_finished()
+
+  def restore_or_init(self, initial: TrainState) -> tuple[TrainState, bool]:
+    """(state, resumed): the latest committed checkpoint, else `initial`."""
+    step = self.latest_step()
+    if step is None:
+      return initial, False
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, initial)
+    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract)), True
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def export_checkpoint_prompt(model_dir: str | epath.PathLike, output: str | epath.PathLike, *,
+                             step: Optional[int] = None) -> epath.Path:
+  """Writes the prompt of a training checkpoint (default: the latest) as .npy + .json sidecar."""
+  import json
+  from spot_jax.errors import SpotError
+  from spot_jax.peft import save_prompt_file
+  directory = epath.Path(model_dir) / "checkpoints"
+  if not directory.exists():
+    raise SpotError(f"{model_dir} has no checkpoints/ directory; pass the MODEL_DIR of a train run")
+  manager = ocp.CheckpointManager(directory)
+  steps = manager.all_steps()
+  step = manager.latest_step() if step is None else step
+  if step not in steps:
+    raise SpotError(f"no checkpoint at step {step} in {directory}; it has steps {sorted(steps)}")
+  restored = manager.restore(step, args=ocp.args.StandardRestore())
+  prompt = restored["trainable"]["prompt"]
+  output = epath.Path(output)
+  save_prompt_file(output, prompt)
+  output.with_suffix(".json").write_text(json.dumps(
+      {"kind": "checkpoint_prompt", "model_dir": str(model_dir), "step": int(step),
+       "prompt_length": int(prompt.shape[0]), "embed_dim": int(prompt.shape[1])}, indent=2))
+  manager.close()
+  return output

@@ -1,0 +1,90 @@
+"""Evaluate a prompt with the task's metrics, or decode predictions with it (`spot-jax eval|infer`).
+
+Prediction record (predictions.jsonl), one per example:
+  {"index": 0, "inputs": "rte sentence1: ... sentence2: ...", "target": "entailment",
+   "prediction": "entailment"}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Mapping, Optional
+
+import numpy as np
+from etils import epath
+
+from spot_jax.data.pipeline import get_task, host_shard_info
+from spot_jax.model import decoding
+from spot_jax.model.config import T5Config
+from spot_jax.peft import load_prompt_file
+from spot_jax.train.evaluation import Validator, score_of
+from spot_jax.train.trainer import load_frozen
+
+
+def _frozen_and_prompt(model_config, initial_checkpoint_path, prompt_file, seed):
+  config, frozen = load_frozen(model_config, initial_checkpoint_path, seed)
+  prompt = load_prompt_file(prompt_file)
+  if prompt.shape[1] != config.emb_dim:
+    from spot_jax.peft import PromptError
+    raise PromptError(f"prompt {prompt_file} has embedding size {prompt.shape[1]} but model "
+                      f"{config.name} has {config.emb_dim}; use a prompt trained with this model")
+  return config.replace(dropout_rate=0.0), frozen, prompt
+
+
+def evaluate(*, mixture_or_task_name: str, feature_lengths: Mapping[str, int], prompt_file: str,
+             model_config: T5Config | str = "t5_1_1_lm_adapted_base",
+             initial_checkpoint_path: Optional[str] = None, split: str = "validation",
+             batch_size: int = 32, num_examples: Optional[int] = None,
+             output_dir: Optional[str] = None, seed: int = 0) -> dict:
+  """{task: {metric: value}, "score": mean}; also written to OUTPUT_DIR/eval_{split}.json."""
+  config, frozen, prompt = _frozen_and_prompt(model_config, initial_checkpoint_path, prompt_file, seed)
+  validator = Validator(mixture_or_task_name, config=config, feature_lengths=feature_lengths,
+                        split=split, batch_size=batch_size, num_examples=num_examples)
+  metrics = validator(frozen, prompt)
+  result = {**metrics, "score": score_of(metrics)}
+  print(json.dumps(result, indent=2))
+  if output_dir:
+    out = epath.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"eval_{split}.json").write_text(json.dumps(result, indent=2))
+  return result
+
+
+def infer(*, mixture_or_task_name: str, feature_lengths: Mapping[str, int], prompt_file: str,
+          output_file: str, model_config: T5Config | str = "t5_1_1_lm_adapted_base",
+          initial_checkpoint_path: Optional[str] = None, split: str = "validation",
+          batch_size: int = 32, num_examples: Optional[int] = None, seed: int = 0) -> int:
+  """Greedy-decodes a task split with the prompt; writes predictions.jsonl; returns the count."""
+  config, frozen, prompt = _frozen_and_prompt(model_config, initial_checkpoint_path, prompt_file, seed)
+  task = get_task(mixture_or_task_name)
+  vocab = task.output_features["targets"].vocabulary
+  ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, num_epochs=1,
+                        shard_info=host_shard_info())
+  if num_examples:
+    ds = ds.take(num_examples)
+  length = feature_lengths["inputs"]
+  out = epath.Path(output_file)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  count = 0
+  with out.open("w") as f:
+    for batch in ds.padded_batch(batch_size).as_numpy_iterator():
+      inputs = np.zeros((batch_size, length), np.int32)
+      n = len(batch["inputs"])
+      inputs[:n, :min(length, batch["inputs"].shape[1])] = batch["inputs"][:, :length]
+      tokens = np.asarray(decoding.greedy_decode(frozen, inputs, config=config, prefix=prompt,
+                                                 max_decode_len=feature_lengths["targets"]))
+      for i in range(n):
+        record = {"index": count, "inputs": _text(batch, "inputs", i),
+                  "target": _text(batch, "targets", i), "prediction": vocab.decode(tokens[i].tolist())}
+        f.write(json.dumps(record) + "\n")
+        count += 1
+  print(f"wrote {count} predictions to {out}")
+  return count
+
+
+def _text(batch: Mapping[str, np.ndarray], key: str, i: int) -> str:
+  value = batch.get(f"{key}_pretokenized")
+  if value is None:
+    return ""
+  value = value[i]
+  return value.decode() if isinstance(value, bytes) else str(value)

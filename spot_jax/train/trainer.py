@@ -1,0 +1,175 @@
+"""The prompt-tuning loop: frozen T5 + trainable prompt, validation, exports, checkpoints, resume.
+
+`train(...)` takes keyword arguments only and knows nothing of gin; the CLI makes it configurable.
+Its defaults are SPoT's (paper §2.1.4): prompt length 100, Adafactor lr 0.3, batch 32, dropout 0.1,
+2^18 steps, validation + checkpoint every 500 steps, task embedding at step 10,000.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from typing import Any, Mapping, Optional
+
+import jax
+import numpy as np
+import optax
+from etils import epath
+
+from spot_jax.checkpoints import load_checkpoint
+from spot_jax.data.pipeline import train_batches
+from spot_jax.errors import SpotError
+from spot_jax.model.config import T5Config, get_config
+from spot_jax.model.params import init_params
+from spot_jax.peft import PromptInitializer, SampledVocabInit
+from spot_jax.train import partitioning
+from spot_jax.train.checkpointing import Checkpointer
+from spot_jax.train.evaluation import Validator, score_of
+from spot_jax.train.exports import ExportInfo, export_prompt, params_checksum
+from spot_jax.train.optim import adafactor
+from spot_jax.train.state import TrainState
+from spot_jax.train.step import jit_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  step: int
+  best_step: Optional[int]
+  best_score: float
+  exports: epath.Path  # directory with source_prompt / task_embedding / final_prompt (.npy + .json)
+  resumed: bool
+
+
+def load_frozen(model_config: T5Config | str, initial_checkpoint_path: Optional[str],
+                seed: int) -> tuple[T5Config, Any]:
+  """The frozen model: a t5x or HF checkpoint, or (tests, smoke runs) a random initialisation."""
+  config = get_config(model_config) if isinstance(model_config, str) else model_config
+  if initial_checkpoint_path:
+    return load_checkpoint(initial_checkpoint_path, config)
+  print("spot-jax: no INITIAL_CHECKPOINT_PATH: the frozen model is randomly initialised",
+        file=sys.stderr)
+  return config, init_params(config, seed)
+
+
+class MetricsWriter:
+  """metrics.jsonl (one JSON object per logged step) and TensorBoard scalars in MODEL_DIR."""
+
+  def __init__(self, model_dir: epath.Path):
+    self.path = model_dir / "metrics.jsonl"
+    import tensorflow as tf  # already loaded by seqio; TensorBoard event files
+    self._tf = tf
+    self._writer = tf.summary.create_file_writer(str(model_dir / "tensorboard"))
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    with self.path.open("a") as f:
+      f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
+    with self._writer.as_default(step=step):
+      for k, v in scalars.items():
+        self._tf.summary.scalar(k, float(v))
+    self._writer.flush()
+
+
+def _best_so_far(exports: epath.Path) -> tuple[float, Optional[int]]:
+  sidecar = exports / "source_prompt.json"
+  if not sidecar.exists():
+    return -math.inf, None
+  record = json.loads(sidecar.read_text())
+  return record["score"], record["step"]
+
+
+def _flat(metrics: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+  return {f"{task}/{k}": v for task, m in metrics.items() for k, v in m.items()}
+
+
+def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping[str, int],
+          model_config: T5Config | str = "t5_1_1_lm_adapted_base",
+          initial_checkpoint_path: Optional[str] = None, vocabulary: str = "",
+          prompt_length: int = 100, prompt_initializer: PromptInitializer = SampledVocabInit(),
+          optimizer: Optional[optax.GradientTransformation] = None, batch_size: int = 32,
+          num_train_steps: int = 2**18, dropout_rate: float = 0.1, z_loss: float = 0.0,
+          eval_period: int = 500, checkpoint_period: Optional[int] = None,
+          keep_checkpoints: Optional[int] = 3, task_embedding_step: int = 10_000,
+          train_split: str = "train", validation_split: str = "validation",
+          eval_batch_size: Optional[int] = None, num_eval_examples: Optional[int] = None,
+          best_metric: Optional[str] = None, log_period: int = 10, seed: int = 0,
+          mesh_data: int = -1, mesh_model: int = 1, progress: bool = True) -> TrainResult:
+  """Tunes a prompt on `mixture_or_task_name` and exports source prompt / task embedding."""
+  model_dir = epath.Path(model_dir)
+  model_dir.mkdir(parents=True, exist_ok=True)
+  exports = model_dir / "exports"
+  checkpoint_period = checkpoint_period or eval_period
+  optimizer = optimizer or adafactor()
+
+  # The frozen model, laid out over the mesh.
+  config, frozen = load_frozen(model_config, initial_checkpoint_path, seed)
+  config = config.replace(dropout_rate=dropout_rate)
+  info = ExportInfo(task=mixture_or_task_name, model=config.name, vocabulary=vocabulary, seed=seed,
+                    frozen_checksum=params_checksum(frozen))
+  mesh = partitioning.make_mesh(mesh_data, mesh_model)
+  embedding = np.asarray(frozen["token_embedder"]["embedding"])
+  frozen = jax.device_put(frozen, partitioning.param_shardings(config, mesh))
+
+  # Initial state, or the latest checkpoint (resume order: spot_jax/train/checkpointing.py).
+  prompt = prompt_initializer(jax.random.PRNGKey(seed), embedding, prompt_length)
+  initial = jax.device_put(TrainState.create({"prompt": prompt}, optimizer, seed),
+                           partitioning.replicated(mesh))
+  checkpointer = Checkpointer(model_dir / "checkpoints", keep=keep_checkpoints)
+  state, resumed = checkpointer.restore_or_init(initial)
+  step = int(jax.device_get(state.step))
+  best_score, best_step = _best_so_far(exports) if resumed else (-math.inf, None)
+
+  validator = Validator(mixture_or_task_name, config=config, feature_lengths=feature_lengths,
+                        split=validation_split, batch_size=eval_batch_size or batch_size,
+                        num_examples=num_eval_examples)
+  writer = MetricsWriter(model_dir)
+  step_fn = jit_train_step(config, optimizer, z_loss)
+  batches = train_batches(mixture_or_task_name, split=train_split, feature_lengths=feature_lengths,
+                          global_batch_size=batch_size, seed=seed, start_step=step)
+
+  def validate() -> None:
+    nonlocal best_score, best_step
+    metrics = validator(frozen, state.trainable["prompt"], step)
+    score = score_of(metrics, best_metric)
+    writer.write(step, {**_flat(metrics), "validation/score": score})
+    if score > best_score:
+      best_score, best_step = score, step
+      export_prompt(exports, "source_prompt", state.trainable["prompt"], info, step=step,
+                    metrics=_flat(metrics), score=score)
+    bar.write(f"step {step}: validation score {score:.4g} (best {best_score:.4g} at {best_step})")
+
+  from tqdm import tqdm
+  bar = tqdm(total=num_train_steps, initial=step, disable=not progress, desc="train",
+             dynamic_ncols=True, file=sys.stderr)
+  if not resumed:
+    validate()  # the initial prompt's score: the bar every later checkpoint must clear
+  last_good, tick = step, time.perf_counter()
+  while step < num_train_steps:
+    batch = partitioning.shard_batch(next(batches), mesh)
+    state, metrics = step_fn(state, frozen, batch)
+    step += 1
+    bar.update(1)
+    if step % log_period == 0 or step == num_train_steps:
+      scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+      if not np.isfinite(scalars["train/loss"]):
+        raise SpotError(f"training loss became {scalars['train/loss']} between steps {last_good} and "
+                        f"{step}; the last good checkpoint is kept in {model_dir / 'checkpoints'} "
+                        "— lower the learning rate or enable z_loss")
+      now = time.perf_counter()
+      scalars["train/steps_per_s"] = (step - last_good) / max(now - tick, 1e-9)
+      last_good, tick = step, now
+      writer.write(step, scalars)
+      bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", steps_s=f"{scalars['train/steps_per_s']:.2f}")
+    if step == task_embedding_step:
+      export_prompt(exports, "task_embedding", state.trainable["prompt"], info, step=step)
+    if step % eval_period == 0 or step == num_train_steps:
+      validate()
+    if step % checkpoint_period == 0 or step == num_train_steps:
+      checkpointer.save(state)
+  bar.close()
+  export_prompt(exports, "final_prompt", state.trainable["prompt"], info, step=step)
+  checkpointer.close()
+  return TrainResult(step=step, best_step=best_step, best_score=best_score, exports=exports,
+                     resumed=resumed)
