@@ -16,7 +16,7 @@ from etils import epath
 from spot_jax.data.pipeline import get_task, host_shard_info
 from spot_jax.model import decoding
 from spot_jax.model.config import T5Config
-from spot_jax.peft import load_prompt_file
+from spot_jax.peft import PromptError, load_prompt_file
 from spot_jax.train.evaluation import Validator, score_of
 from spot_jax.train.trainer import load_frozen
 
@@ -25,7 +25,6 @@ def _frozen_and_prompt(model_config, initial_checkpoint_path, prompt_file, seed)
   config, frozen = load_frozen(model_config, initial_checkpoint_path, seed)
   prompt = load_prompt_file(prompt_file)
   if prompt.shape[1] != config.emb_dim:
-    from spot_jax.peft import PromptError
     raise PromptError(f"prompt {prompt_file} has embedding size {prompt.shape[1]} but model "
                       f"{config.name} has {config.emb_dim}; use a prompt trained with this model")
   return config.replace(dropout_rate=0.0), frozen, prompt
