@@ -136,8 +136,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args.gin_bindings = bindings
   try:
     args.fn(args)
-  except SpotError as e:
-    print(f"spot-jax {args.command}: error: {e}", file=sys.stderr)
+  except SpotError as e:  # .message: gin appends "In call to configurable ..." lines to str(e)
+    print(f"spot-jax {args.command}: error: {e.message}", file=sys.stderr)
     return 2
   return 0
 

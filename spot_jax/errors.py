@@ -10,7 +10,8 @@ class SpotError(Exception):
   """Base class of user-facing errors; `str(err)` is a one-line message."""
 
   def __init__(self, message: str):
-    super().__init__(" ".join(str(message).split()))
+    self.message = " ".join(str(message).split())
+    super().__init__(self.message)
 
 
 class ConfigError(SpotError):

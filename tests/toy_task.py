@@ -32,18 +32,28 @@ def accuracy(targets, predictions) -> dict[str, float]:
   return {"accuracy": 100.0 * float(np.mean([t == p for t, p in zip(targets, predictions)]))}
 
 
+def mean_log_likelihood(targets, scores) -> dict[str, float]:
+  """A score metric (seqio passes the model's target log-likelihoods as `scores`)."""
+  del targets
+  return {"mean_log_likelihood": float(np.mean(scores))}
+
+
+SCORED_TASK = TASK + "_scored"
+
+
 def register() -> str:
-  """Registers the task once (idempotent) and returns its name."""
+  """Registers the tasks once (idempotent) and returns the main task's name."""
   if TASK in seqio.TaskRegistry.names():
     return TASK
   vocab = seqio.ByteVocabulary()
   features = {k: seqio.Feature(vocab, add_eos=True) for k in ("inputs", "targets")}
-  seqio.TaskRegistry.add(
-      TASK,
-      source=seqio.FunctionDataSource(functools.partial(_examples), splits=tuple(SPLITS),
-                                      num_input_examples=SPLITS),
-      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
-      output_features=features, metric_fns=[accuracy])
+  for name, metrics in ((TASK, [accuracy]), (SCORED_TASK, [mean_log_likelihood])):
+    seqio.TaskRegistry.add(
+        name,
+        source=seqio.FunctionDataSource(functools.partial(_examples), splits=tuple(SPLITS),
+                                        num_input_examples=SPLITS),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+        output_features=features, metric_fns=metrics)
   return TASK
 
 

@@ -96,32 +96,80 @@ def test_one_and_eight_devices_give_the_same_loss_curve(tmp_path):
   np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], atol=1e-5)
 
 
-def test_exported_prompt_initialises_another_run_and_bad_shapes_are_refused(tmp_path):
-  first = _train_cli(tmp_path / "source")
-  assert first.returncode == 0, first.stderr[-2000:]
-  source = tmp_path / "source" / "exports" / "source_prompt.npy"
-  from_file = ["--gin_file=prompts/from_file.gin", f"--gin.PROMPT_FILE='{source}'"]
-  second = _train_cli(tmp_path / "target", *from_file, "--gin.train.num_train_steps=0")
-  assert second.returncode == 0, second.stderr[-2000:]
-  start, _ = read_export(tmp_path / "target" / "exports" / "final_prompt.npy")
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+  """One short gin-configured run through the CLI in this process (MODEL_DIR)."""
+  from spot_jax import cli
+  model_dir = tmp_path_factory.mktemp("toy_run")
+  assert cli.main(["train", "--module", "toy_task", f"--gin_file={TOY_GIN}",
+                   f"--gin.MODEL_DIR='{model_dir}'"]) == 0
+  return model_dir
+
+
+def test_run_directory_holds_configs_exports_and_checkpoints(toy_run):
+  assert "train.prompt_length = %PROMPT_LENGTH" in (toy_run / "config.gin").read_text()
+  assert "adafactor.learning_rate = 0.3" in (toy_run / "operative_config.gin").read_text()
+  for kind in ("source_prompt", "task_embedding", "final_prompt"):
+    prompt, meta = read_export(toy_run / "exports" / f"{kind}.npy")
+    assert prompt.shape == (8, 32) and meta["kind"] == kind and meta["vocabulary"] == "byte"
+  assert sorted(int(p.name) for p in (toy_run / "checkpoints").iterdir() if p.name.isdigit()) == [10, 20, 30]
+
+
+def _gin_cli(command: str, run_dir, *bindings: str) -> int:
+  from spot_jax import cli
+  return cli.main([command, "--module", "toy_task", f"--gin_file=runs/{command}.gin",
+                   "--gin.MIXTURE_OR_TASK_NAME='spot_toy_contains_a'",
+                   "--gin.INITIAL_CHECKPOINT_PATH=None", "--gin.MODEL_CONFIG='t5_1_1_test'",
+                   f"--gin.PROMPT_FILE='{run_dir / 'exports' / 'source_prompt.npy'}'",
+                   "--gin.TASK_FEATURE_LENGTHS={'inputs': 16, 'targets': 4}", *bindings])
+
+
+def test_eval_infer_and_export_prompt_commands(toy_run, tmp_path, capsys):
+  from spot_jax import cli
+  _, meta = read_export(toy_run / "exports" / "source_prompt.npy")
+  assert _gin_cli("eval", toy_run, f"--gin.OUTPUT_DIR='{tmp_path}'") == 0
+  result = json.loads((tmp_path / "eval_validation.json").read_text())
+  # The same prompt and frozen model (seed 0) give the score the trainer recorded.
+  assert result["score"] == pytest.approx(meta["score"])
+  assert _gin_cli("infer", toy_run, f"--gin.OUTPUT_FILE='{tmp_path / 'pred.jsonl'}'") == 0
+  records = [json.loads(l) for l in (tmp_path / "pred.jsonl").read_text().splitlines()]
+  assert len(records) == toy_task.SPLITS["validation"]
+  assert records[0]["inputs"].startswith("w: ") and records[0]["target"] in ("yes", "no")
+  accuracy = 100 * np.mean([r["prediction"] == r["target"] for r in records])
+  assert accuracy == pytest.approx(result["spot_toy_contains_a"]["accuracy"])
+  assert cli.main(["export-prompt", str(toy_run), str(tmp_path / "p20.npy"), "--step", "20"]) == 0
+  prompt, sidecar = read_export(tmp_path / "p20.npy")
+  assert sidecar["step"] == 20 and prompt.shape == (8, 32)
+  assert cli.main(["export-prompt", str(toy_run), str(tmp_path / "p.npy"), "--step", "7"]) == 2
+  assert "no checkpoint at step 7" in capsys.readouterr().err
+
+
+def test_exported_prompt_initialises_another_run_and_bad_shapes_are_refused(toy_run, tmp_path,
+                                                                            capsys):
+  from spot_jax import cli
+  source = toy_run / "exports" / "source_prompt.npy"
+  base = ["train", "--module", "toy_task", f"--gin_file={TOY_GIN}", "--gin_file=prompts/from_file.gin"]
+  assert cli.main(base + [f"--gin.PROMPT_FILE='{source}'", f"--gin.MODEL_DIR='{tmp_path / 'a'}'",
+                          "--gin.train.num_train_steps=0"]) == 0
+  start, _ = read_export(tmp_path / "a" / "exports" / "final_prompt.npy")
   np.testing.assert_array_equal(start, read_export(source)[0])
 
-  wrong_length = _train_cli(tmp_path / "bad1", *from_file, "--gin.PROMPT_LENGTH=4")
-  assert wrong_length.returncode == 2
-  assert "8 rows but the prompt length is 4" in wrong_length.stderr
-  assert "Traceback" not in wrong_length.stderr
+  capsys.readouterr()
+  assert cli.main(base + [f"--gin.PROMPT_FILE='{source}'", f"--gin.MODEL_DIR='{tmp_path / 'b'}'",
+                          "--gin.PROMPT_LENGTH=4"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert err.startswith("spot-jax train: error: prompt file") and "8 rows but the prompt length is 4" in err
   wide = tmp_path / "wide.npy"
   np.save(wide, np.zeros((8, 768), np.float32))
-  wrong_model = _train_cli(tmp_path / "bad2", "--gin_file=prompts/from_file.gin",
-                           f"--gin.PROMPT_FILE='{wide}'")
-  assert wrong_model.returncode == 2 and "768" in wrong_model.stderr
-  assert len(wrong_model.stderr.strip().splitlines()[-1]) > 20
+  assert cli.main(base + [f"--gin.PROMPT_FILE='{wide}'", f"--gin.MODEL_DIR='{tmp_path / 'c'}'"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert err.startswith("spot-jax train: error:") and "embedding size 768, this model has 32" in err
 
 
-def test_missing_required_binding_names_it_and_where_it_is_set(tmp_path):
-  result = _cli("train", "--gin_file=runs/prompt_finetune.gin", "--gin_file=prompts/uniform.gin",
-                "--gin.MIXTURE_OR_TASK_NAME='x'", "--gin.INITIAL_CHECKPOINT_PATH=None")
-  assert result.returncode == 2
-  last = result.stderr.strip().splitlines()[-1]
-  assert "MODEL_CONFIG" in last and "models/" in last and "MODEL_DIR" in last
-  assert "Traceback" not in result.stderr
+def test_missing_required_binding_names_it_and_where_it_is_set(capsys):
+  from spot_jax import cli
+  assert cli.main(["train", "--gin_file=runs/prompt_finetune.gin", "--gin_file=prompts/uniform.gin",
+                   "--gin.MIXTURE_OR_TASK_NAME='x'", "--gin.INITIAL_CHECKPOINT_PATH=None"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1
+  assert "MODEL_CONFIG" in err and "models/" in err and "MODEL_DIR" in err
