@@ -63,6 +63,12 @@ class MetricsWriter:
     self._tf = tf
     self._writer = tf.summary.create_file_writer(str(model_dir / "tensorboard"))
 
+  def truncate_after(self, step: int) -> None:
+    """On resume: drop rows logged after the restored checkpoint; those steps are run again."""
+    if self.path.exists():
+      rows = [r for r in self.path.read_text().splitlines() if json.loads(r)["step"] <= step]
+      self.path.write_text("".join(r + "\n" for r in rows))
+
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     with self.path.open("a") as f:
       f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
@@ -125,6 +131,7 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
                         split=validation_split, batch_size=eval_batch_size or batch_size,
                         num_examples=num_eval_examples)
   writer = MetricsWriter(model_dir)
+  writer.truncate_after(step)
   step_fn = jit_train_step(config, optimizer, z_loss)
   batches = train_batches(mixture_or_task_name, split=train_split, feature_lengths=feature_lengths,
                           global_batch_size=batch_size, seed=seed, start_step=step)

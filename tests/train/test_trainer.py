@@ -82,6 +82,8 @@ def test_killed_and_resumed_run_ends_bit_identical(tmp_path):
   full, _ = read_export(tmp_path / "full" / "exports" / "final_prompt.npy")
   cut, _ = read_export(tmp_path / "cut" / "exports" / "final_prompt.npy")
   np.testing.assert_array_equal(cut, full)
+  # The steps replayed after the restored checkpoint are logged once, with the same losses.
+  assert _losses(tmp_path / "cut") == _losses(tmp_path / "full")
 
 
 def test_one_and_eight_devices_give_the_same_loss_curve(tmp_path):
