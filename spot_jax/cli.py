@@ -76,6 +76,21 @@ def _cmd_export_prompt(args: argparse.Namespace) -> None:
   print(f"wrote {path} and its .json sidecar")
 
 
+def _cmd_tasks(args: argparse.Namespace) -> None:
+  import json
+  import tasks  # noqa: F401  registers the catalog
+  from tasks import catalog
+  rows = catalog.describe(args.family)
+  if not rows:
+    raise SpotError(f"no tasks in family {args.family!r}; families: {', '.join(sorted(catalog.families()))}")
+  if args.json:
+    print(json.dumps(rows, indent=2))
+    return
+  for row in rows:
+    print(f"{row['name']:<34s} {row['family']:<12s} {row['source']:<34s} "
+          f"{','.join(row['metrics']):<28s} {'local' if row['local'] else '-'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
   from spot_jax.checkpoints import FORMATS
   parser = argparse.ArgumentParser(
@@ -110,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--module", action="append", default=["tasks"],
                    help="module to import that registers seqio tasks (default: tasks); repeatable")
     p.set_defaults(fn=_cmd_gin)
+
+  p = sub.add_parser("tasks", help="list the seqio catalog: name, family, source, metrics, data here")
+  p.add_argument("--family", help="only this family, e.g. glue")
+  p.add_argument("--json", action="store_true", help="machine-readable output")
+  p.set_defaults(fn=_cmd_tasks)
 
   p = sub.add_parser("export-prompt", help="write the prompt of a training checkpoint as .npy + .json")
   p.add_argument("model_dir", metavar="MODEL_DIR")

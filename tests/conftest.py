@@ -24,6 +24,11 @@ def fixture_path(*parts: str) -> pathlib.Path:
 
 _TEST_DATA = ("prompt_tuning_upstream", "prompt_tuning", "test_data")
 
+# The seqio catalog (tasks/) tokenizes with $SPOT_VOCABULARY: point it at the real T5 vocabulary
+# fixture before any test imports the catalog.
+if fixtures_root().joinpath(*_TEST_DATA, "t5_vocab").exists():
+  os.environ.setdefault("SPOT_VOCABULARY", str(fixtures_root().joinpath(*_TEST_DATA, "t5_vocab")))
+
 
 @pytest.fixture(scope="session")
 def tiny_t5x_checkpoint() -> pathlib.Path:

@@ -1,0 +1,102 @@
+"""The catalog: every registered task with its family, source and metrics, for `spot-jax tasks`.
+
+Registration goes through `register_task` so the catalog knows each task's family; the T5
+SentencePiece vocabulary is read from $SPOT_VOCABULARY (default: the public T5 vocabulary on GCS;
+loaded lazily, only when a task is tokenized).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Callable, Optional, Sequence
+
+import seqio
+
+DEFAULT_VOCABULARY = "gs://t5-data/vocabs/cc_all.32000/sentencepiece.model"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  name: str
+  family: str
+  source: str  # e.g. "tfds:glue/rte:2.0.0"
+
+
+ENTRIES: dict[str, Entry] = {}
+
+
+def vocabulary() -> seqio.SentencePieceVocabulary:
+  return seqio.SentencePieceVocabulary(os.environ.get("SPOT_VOCABULARY", DEFAULT_VOCABULARY),
+                                       extra_ids=100)
+
+
+def output_features() -> dict[str, seqio.Feature]:
+  vocab = vocabulary()
+  return {"inputs": seqio.Feature(vocab, add_eos=True, required=False),
+          "targets": seqio.Feature(vocab, add_eos=True)}
+
+
+def register_task(name: str, *, family: str, source: seqio.DataSource,
+                  preprocessors: Sequence[Callable], metric_fns: Sequence[Callable],
+                  postprocess_fn: Optional[Callable] = None) -> seqio.Task:
+  """Registers a text-to-text task: given preprocessors, then tokenize + EOS (T5's recipe)."""
+  if name in seqio.TaskRegistry.names():
+    seqio.TaskRegistry.remove(name)
+  task = seqio.TaskRegistry.add(
+      name, source=source, output_features=output_features(),
+      preprocessors=[*preprocessors, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                     seqio.preprocessors.append_eos_after_trim],
+      postprocess_fn=postprocess_fn, metric_fns=list(metric_fns))
+  tfds_name = getattr(source, "tfds_dataset", None)
+  ENTRIES[name] = Entry(name, family, f"tfds:{tfds_name.name}" if tfds_name else type(source).__name__)
+  return task
+
+
+def register_mixture(name: str, tasks: Sequence[str], *, max_examples: int = 2**19) -> None:
+  """Examples-proportional mixture with the artificial size limit K (T5, SPoT: K = 2^19)."""
+  if name in seqio.MixtureRegistry.names():
+    seqio.MixtureRegistry.remove(name)
+  seqio.MixtureRegistry.add(name, list(tasks), default_rate=functools.partial(
+      seqio.mixing_rate_num_examples, maximum=max_examples))
+
+
+def families() -> dict[str, list[str]]:
+  out: dict[str, list[str]] = {}
+  for entry in ENTRIES.values():
+    out.setdefault(entry.family, []).append(entry.name)
+  return out
+
+
+def describe(family: Optional[str] = None) -> list[dict]:
+  """One row per task: name, family, source, splits, metrics, whether its data is prepared here.
+
+  Example row: {"name": "glue_rte_v2", "family": "glue", "source": "tfds:glue/rte:2.0.0",
+                "splits": ["test", "train", "validation"], "metrics": ["accuracy"], "local": false}
+  """
+  rows = []
+  for entry in sorted(ENTRIES.values(), key=lambda e: (e.family, e.name)):
+    if family and entry.family != family:
+      continue
+    task = seqio.get_mixture_or_task(entry.name)
+    rows.append({"name": entry.name, "family": entry.family, "source": entry.source,
+                 "splits": sorted(task.splits), "metrics": [_metric_name(m) for m in task.metric_fns],
+                 "local": _is_local(task.source)})
+  return rows
+
+
+def _metric_name(fn: Callable) -> str:
+  return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", repr(fn))
+
+
+def _is_local(source: seqio.DataSource) -> bool:
+  """True when the data can be read without a download (TFDS prepared in its data dir)."""
+  loader = getattr(source, "tfds_dataset", None)
+  if loader is None:
+    return False
+  try:
+    import tensorflow_datasets as tfds
+    return tfds.builder(loader.name, data_dir=loader.data_dir).is_prepared()
+  except Exception:  # an unknown builder or unreadable dir: not usable here
+    return False
