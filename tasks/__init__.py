@@ -2,4 +2,7 @@
 package by default, like t5x's MIXTURE_OR_TASK_MODULE. Importing registers every task."""
 
 from tasks import glue  # noqa: F401
+from tasks import nli_paraphrase_sentiment  # noqa: F401
+from tasks import generation  # noqa: F401
+from tasks import crossfit  # noqa: F401
 from tasks import mixtures  # noqa: F401
