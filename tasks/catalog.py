@@ -91,7 +91,10 @@ def _metric_name(fn: Callable) -> str:
 
 
 def _is_local(source: seqio.DataSource) -> bool:
-  """True when the data can be read without a download (TFDS prepared in its data dir)."""
+  """True when the data can be read without a download: local files present, or TFDS prepared."""
+  if getattr(source, "local_dataset", None):
+    from spot_jax.data import local
+    return (local.data_dir() / source.local_dataset).exists()
   loader = getattr(source, "tfds_dataset", None)
   if loader is None:
     return False
