@@ -4,5 +4,6 @@ package by default, like t5x's MIXTURE_OR_TASK_MODULE. Importing registers every
 from tasks import glue  # noqa: F401
 from tasks import nli_paraphrase_sentiment  # noqa: F401
 from tasks import generation  # noqa: F401
+from tasks import rainbow_local  # noqa: F401
 from tasks import crossfit  # noqa: F401
 from tasks import mixtures  # noqa: F401

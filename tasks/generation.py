@@ -13,7 +13,8 @@ translation and summarization tasks are named after their prefix word:
   gem_{common_gen,...}_v110       "common_gen concepts: a, b, c"         -> target (ROUGE, BLEU)
   c4_prefix_lm_v310               "c4 prefix: <first half of the words>" -> the other half
 
-Not in TFDS, so not here: alphaNLI (ART) and SocialIQa (Rainbow). WikiLingua (summarization and
+Not in TFDS: alphaNLI (ART) and SocialIQa (Rainbow) are read from local files by
+tasks/rainbow_local.py. WikiLingua (summarization and
 GEM) reads GEM's English WikiLingua config.
 """
 

@@ -26,7 +26,8 @@ def _vocabulary_fixture(t5_vocab_path):
 def _local_sample_files(tmp_path_factory):
   """Local-file sources read the small SAMPLE_FILES their modules declare, under a tmp root."""
   root = tmp_path_factory.mktemp("local")
-  for module in (tasks.nli_paraphrase_sentiment, tasks.crossfit, tasks.generation):
+  for module in (tasks.nli_paraphrase_sentiment, tasks.crossfit, tasks.generation,
+                 tasks.rainbow_local):
     for relative, content in getattr(module, "SAMPLE_FILES", {}).items():
       (root / relative).parent.mkdir(parents=True, exist_ok=True)
       (root / relative).write_text(content)

@@ -118,3 +118,23 @@ def test_family_mixtures():
   assert "super_glue_cb_v102" in {t.name for t in seqio.get_mixture_or_task("nli").tasks}
   assert "cxc_sts" in {t.name for t in seqio.get_mixture_or_task("paraphrase").tasks}
   assert nps.version_suffix("0.1.0") == "v01" and nps.version_suffix("1.0.2") == "v102"
+
+
+def test_rainbow_local_files_and_a_missing_labels_file(tmp_path):
+  from tasks import rainbow_local
+  for relative, content in rainbow_local.SAMPLE_FILES.items():
+    (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / relative).write_text(content)
+  local.set_data_dir(str(tmp_path))
+  try:
+    task = seqio.get_mixture_or_task("rainbow_social_i_qa")
+    ex = next(task.get_dataset(None, split="validation", shuffle=False).as_numpy_iterator())
+    assert ex["inputs_pretokenized"].decode().startswith("social_i_qa context: context text 0")
+    assert ex["targets_pretokenized"].decode() == "answerA"
+    assert task.source.num_input_examples("train") == 3
+    (tmp_path / "art" / "dev-labels.lst").unlink()
+    with pytest.raises(SpotError) as err:
+      seqio.get_mixture_or_task("rainbow_art").source.num_input_examples("validation")
+    assert "dev-labels.lst does not exist" in str(err.value) and "\n" not in str(err.value)
+  finally:
+    local.set_data_dir(None)
