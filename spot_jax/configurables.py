@@ -10,6 +10,7 @@ from typing import Sequence
 import gin
 
 from spot_jax import peft
+from spot_jax.data import local
 from spot_jax.train import optim, trainer
 from spot_jax.train import inference  # noqa: E402
 
@@ -27,5 +28,6 @@ for _fn, _name in [(trainer.train, "train"), (inference.evaluate, "evaluate"),
                    (optim.adam, "adam"), (class_label_init, "class_label_init"),
                    (peft.UniformInit, "UniformInit"), (peft.SampledVocabInit, "SampledVocabInit"),
                    (peft.FromFileInit, "FromFileInit"),
-                   (peft.WeightedCombinationInit, "WeightedCombinationInit")]:
+                   (peft.WeightedCombinationInit, "WeightedCombinationInit"),
+                   (local.set_data_dir, "set_data_dir")]:
   gin.external_configurable(_fn, name=_name)

@@ -58,6 +58,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], required: Sequence[
     raise SpotError(f"cannot read gin file: {e}") from None
   except (ValueError, SyntaxError) as e:
     raise SpotError(f"bad gin config: {' '.join(str(e).split())}") from None
+  _apply_local_data_dir()
   # Required by the command, or declared %gin.REQUIRED by a file in use (e.g. prompts/from_file.gin).
   missing = [m for m in required if _macro_state(m) != "set"]
   missing += [m for m in REQUIRED_MACROS if m not in required and _macro_state(m) == "required"]
@@ -65,6 +66,16 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], required: Sequence[
     where = "; ".join(f"{m} is set by {REQUIRED_MACROS.get(m, 'the command line')}" for m in missing)
     raise SpotError(f"missing required gin binding{'s' if len(missing) > 1 else ''} "
                     f"{', '.join(missing)}: {where}")
+
+
+def _apply_local_data_dir() -> None:
+  """`set_data_dir.path = '/data/spot'` in a gin file sets the root of local-file datasets."""
+  from spot_jax.data import local
+  try:
+    path = gin.query_parameter("set_data_dir.path")
+  except ValueError:
+    return
+  local.set_data_dir(path)
 
 
 def _resolve(gin_file: str) -> str:

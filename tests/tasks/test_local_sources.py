@@ -13,6 +13,8 @@ from spot_jax.data import local
 from spot_jax.errors import SpotError
 from tasks import nli_paraphrase_sentiment as nps
 
+TOY_GIN = pathlib.Path(__file__).resolve().parents[1] / "train" / "toy_run.gin"
+
 LENGTHS = {"inputs": 64, "targets": 8}
 
 
@@ -136,5 +138,15 @@ def test_rainbow_local_files_and_a_missing_labels_file(tmp_path):
     with pytest.raises(SpotError) as err:
       seqio.get_mixture_or_task("rainbow_art").source.num_input_examples("validation")
     assert "dev-labels.lst does not exist" in str(err.value) and "\n" not in str(err.value)
+  finally:
+    local.set_data_dir(None)
+
+
+def test_gin_binding_sets_the_local_data_root(tmp_path):
+  from spot_jax import gin_utils
+  try:
+    gin_utils.parse([str(TOY_GIN)], [f"set_data_dir.path = '{tmp_path}'", "MODEL_DIR = '/tmp/x'"],
+                    required=())
+    assert local.data_dir() == pathlib.Path(tmp_path)
   finally:
     local.set_data_dir(None)
