@@ -12,6 +12,7 @@ import gin
 from spot_jax import peft
 from spot_jax.data import local
 from spot_jax.train import optim, trainer
+from tasks import catalog
 from spot_jax.train import inference  # noqa: E402
 
 
@@ -29,5 +30,6 @@ for _fn, _name in [(trainer.train, "train"), (inference.evaluate, "evaluate"),
                    (peft.UniformInit, "UniformInit"), (peft.SampledVocabInit, "SampledVocabInit"),
                    (peft.FromFileInit, "FromFileInit"),
                    (peft.WeightedCombinationInit, "WeightedCombinationInit"),
-                   (local.set_data_dir, "set_data_dir")]:
+                   (local.set_data_dir, "set_data_dir"),
+                   (catalog.set_mixture_limit, "set_mixture_limit")]:
   gin.external_configurable(_fn, name=_name)

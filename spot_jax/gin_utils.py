@@ -58,7 +58,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], required: Sequence[
     raise SpotError(f"cannot read gin file: {e}") from None
   except (ValueError, SyntaxError) as e:
     raise SpotError(f"bad gin config: {' '.join(str(e).split())}") from None
-  _apply_local_data_dir()
+  _apply_process_settings()
   # Required by the command, or declared %gin.REQUIRED by a file in use (e.g. prompts/from_file.gin).
   missing = [m for m in required if _macro_state(m) != "set"]
   missing += [m for m in REQUIRED_MACROS if m not in required and _macro_state(m) == "required"]
@@ -68,14 +68,18 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], required: Sequence[
                     f"{', '.join(missing)}: {where}")
 
 
-def _apply_local_data_dir() -> None:
-  """`set_data_dir.path = '/data/spot'` in a gin file sets the root of local-file datasets."""
+def _apply_process_settings() -> None:
+  """Setters bound in gin files take effect at parse time: `set_data_dir.path` (root of local-file
+  datasets) and `set_mixture_limit.k` (K of examples-proportional mixtures)."""
   from spot_jax.data import local
-  try:
-    path = gin.query_parameter("set_data_dir.path")
-  except ValueError:
-    return
-  local.set_data_dir(path)
+  from tasks import catalog
+  for selector, setter in (("set_data_dir.path", local.set_data_dir),
+                           ("set_mixture_limit.k", catalog.set_mixture_limit)):
+    try:
+      value = gin.query_parameter(selector)
+    except ValueError:
+      continue
+    setter(value)
 
 
 def _resolve(gin_file: str) -> str:

@@ -54,12 +54,27 @@ def register_task(name: str, *, family: str, source: seqio.DataSource,
   return task
 
 
-def register_mixture(name: str, tasks: Sequence[str], *, max_examples: int = 2**19) -> None:
-  """Examples-proportional mixture with the artificial size limit K (T5, SPoT: K = 2^19)."""
+_mixture_limit = 2**19  # K of examples-proportional mixing (T5, SPoT)
+
+
+def set_mixture_limit(k: int) -> None:
+  """Sets K for every mixture registered without an explicit `max_examples`; read when rates are
+  computed, so a gin binding (`set_mixture_limit.k = 65536`) applies after `import tasks`."""
+  global _mixture_limit
+  _mixture_limit = int(k)
+
+
+def _limited_rate(task: seqio.Task, max_examples: Optional[int]) -> float:
+  return seqio.mixing_rate_num_examples(task, maximum=max_examples or _mixture_limit)
+
+
+def register_mixture(name: str, tasks: Sequence[str], *, max_examples: Optional[int] = None) -> None:
+  """Examples-proportional mixture: rate = min(num_examples, K), K = `max_examples` or the
+  process-wide limit (default 2^19)."""
   if name in seqio.MixtureRegistry.names():
     seqio.MixtureRegistry.remove(name)
-  seqio.MixtureRegistry.add(name, list(tasks), default_rate=functools.partial(
-      seqio.mixing_rate_num_examples, maximum=max_examples))
+  seqio.MixtureRegistry.add(name, list(tasks),
+                            default_rate=functools.partial(_limited_rate, max_examples=max_examples))
 
 
 def families() -> dict[str, list[str]]:

@@ -98,20 +98,17 @@ class LocalTsv:
 
 
 class LocalTsvSource(seqio.FunctionDataSource):
-  """FunctionDataSource whose split sizes are the files' line counts (read when first asked), so
-  that examples-proportional mixtures can include it."""
+  """FunctionDataSource whose split sizes are the files' line counts (counted when asked, so a
+  changed data root is honoured), so that examples-proportional mixtures can include it."""
 
   def __init__(self, tsv: LocalTsv):
     super().__init__(tsv.read, splits=tsv.splits)
     self.tsv = tsv
     self.local_dataset = tsv.dataset  # for `spot-jax tasks`: is the data here?
-    self._sizes: dict[str, int] = {}
 
   def num_input_examples(self, split: str) -> int:
-    if split not in self._sizes:
-      with tf.io.gfile.GFile(self.tsv.path(split)) as f:
-        self._sizes[split] = sum(1 for line in f if line.strip())
-    return self._sizes[split]
+    with tf.io.gfile.GFile(self.tsv.path(split)) as f:
+      return sum(1 for line in f if line.strip())
 
 
 CXC = LocalTsv("cxc", "sts/{split}.tsv", [("caption1", tf.string), ("caption2", tf.string),

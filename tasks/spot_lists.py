@@ -12,7 +12,7 @@ modules that may not be imported. Choices where the paper's name is ambiguous:
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from typing import Iterable, Optional
 
 import seqio
 
@@ -67,7 +67,7 @@ def spot_all_tasks() -> list[str]:
   return c4 + labeled
 
 
-def register_spot_all(max_examples: int = 2**19) -> list[str]:
+def register_spot_all(max_examples: Optional[int] = None) -> list[str]:
   """Registers `spot_all` (SPoT §2: C4 + all labeled datasets), examples-proportional with
   K = `max_examples`. Call after every family module is imported; returns the mixture's tasks."""
   names = spot_all_tasks()

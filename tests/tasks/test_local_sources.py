@@ -142,11 +142,21 @@ def test_rainbow_local_files_and_a_missing_labels_file(tmp_path):
     local.set_data_dir(None)
 
 
-def test_gin_binding_sets_the_local_data_root(tmp_path):
+def test_gin_bindings_set_the_local_data_root_and_mixture_limit(tmp_path):
   from spot_jax import gin_utils
+  from tasks import catalog
   try:
-    gin_utils.parse([str(TOY_GIN)], [f"set_data_dir.path = '{tmp_path}'", "MODEL_DIR = '/tmp/x'"],
-                    required=())
+    gin_utils.parse([str(TOY_GIN)], [f"set_data_dir.path = '{tmp_path}'", "MODEL_DIR = '/tmp/x'",
+                                     "set_mixture_limit.k = 3"], required=())
     assert local.data_dir() == pathlib.Path(tmp_path)
+    # A 5-line CxC train file: K = 3 caps its rate at 3; the default K leaves it at 5.
+    (tmp_path / "cxc" / "sts").mkdir(parents=True)
+    (tmp_path / "cxc" / "sts" / "train.tsv").write_text("a\tb\t1.0\n" * 5)
+    catalog.register_mixture("test_limit_mixture", ["cxc_sts"])
+    mixture = seqio.get_mixture_or_task("test_limit_mixture")
+    assert mixture.get_rate(mixture.tasks[0]) == 3.0
+    catalog.set_mixture_limit(2**19)
+    assert mixture.get_rate(mixture.tasks[0]) == 5.0
   finally:
     local.set_data_dir(None)
+    catalog.set_mixture_limit(2**19)
