@@ -134,8 +134,10 @@ def bench_config(name: str, args: argparse.Namespace, peak: float,
   return lines
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(doc: str) -> tuple[argparse.Namespace, dict[str, Any], float]:
+  """Flags, run facts and the float32 matmul peak (printed as its own line) shared by the
+  benchmarks; returns (args, common fields of every line, peak GFLOP/s)."""
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
   parser.add_argument("--configs", default="t5_1_1_test,t5_1_1_small")
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--input_len", type=int, default=128)
@@ -148,8 +150,13 @@ def main() -> None:
             "num_devices": jax.device_count()}
   peak = matmul_peak((1024, 2048, 4096), args.min_seconds)
   print(json.dumps({**peak, **common}), flush=True)
+  return args, common, peak["gflop_per_s"]
+
+
+def main() -> None:
+  args, common, peak = setup(__doc__)
   for name in args.configs.split(","):
-    for line in bench_config(name.strip(), args, peak["gflop_per_s"], common):
+    for line in bench_config(name.strip(), args, peak, common):
       print(json.dumps(line), flush=True)
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_model import log, matmul_peak, time_call, xla_flops  # noqa: E402
+from bench_model import log, setup, time_call, xla_flops  # noqa: E402
 
 from spot_jax.model.config import T5Config, get_config  # noqa: E402
 from spot_jax.model.params import init_params  # noqa: E402
@@ -88,21 +88,9 @@ def bench_config(name: str, args: argparse.Namespace, peak: float,
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--configs", default="t5_1_1_test,t5_1_1_small")
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--input_len", type=int, default=128)
-  parser.add_argument("--prompt_len", type=int, default=100)
-  parser.add_argument("--target_len", type=int, default=8)
-  parser.add_argument("--min_seconds", type=float, default=2.0)
-  args = parser.parse_args()
-  device = jax.devices()[0]
-  common = {"jax": jax.__version__, "platform": device.platform, "device_kind": device.device_kind,
-            "num_devices": jax.device_count()}
-  peak = matmul_peak((1024, 2048, 4096), args.min_seconds)
-  print(json.dumps({**peak, **common}), flush=True)
+  args, common, peak = setup(__doc__)
   for name in args.configs.split(","):
-    print(json.dumps(bench_config(name.strip(), args, peak["gflop_per_s"], common)), flush=True)
+    print(json.dumps(bench_config(name.strip(), args, peak, common)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,25 @@
+"""The benchmark scripts keep working: tiny settings, one JSON object per stdout line."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+TOOLS = pathlib.Path(__file__).resolve().parents[1] / "tools"
+TINY = ["--configs", "t5_1_1_test", "--batch", "2", "--input_len", "8", "--prompt_len", "4",
+        "--target_len", "2", "--min_seconds", "0.05"]
+
+
+@pytest.mark.parametrize("script,benches", [("bench_model.py", {"forward", "forward_backward"}),
+                                            ("bench_train_step.py", {"train_step"})])
+def test_benchmark_prints_json_lines(script, benches):
+  out = subprocess.run([sys.executable, str(TOOLS / script), *TINY], capture_output=True, text=True,
+                       check=True, timeout=300).stdout
+  lines = [json.loads(line) for line in out.splitlines()]
+  assert lines[0]["bench"] == "matmul_peak" and lines[0]["gflop_per_s"] > 0
+  assert {line["bench"] for line in lines[1:]} == benches
+  for line in lines[1:]:
+    assert line["examples_per_s"] > 0 and line["gflops_per_step"] > 0
+    assert 0 < line["peak_fraction"] == pytest.approx(line["gflop_per_s"] / lines[0]["gflop_per_s"])
