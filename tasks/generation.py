@@ -86,13 +86,6 @@ def _register(name: str, family: str, tfds_name: str, splits: dict, preprocess: 
 # ---------------------------------------------------------------- extractive / abstractive QA
 
 
-def answers_target(text: str, example=None, is_target: bool = False):
-  """Postprocessor: a target is the list of all gold answers (EM/F1 take the max over them)."""
-  if is_target and example is not None:
-    return [a.decode() if isinstance(a, bytes) else str(a) for a in example["answers"]]
-  return text
-
-
 def _qa(x, *, prefix: str, fields: Sequence[str]) -> dict:
   """"{prefix} question: .. context: .." -> the first answer; all answers kept for the metric."""
   return {"inputs": _fields(x, prefix, fields), "targets": _first(x["answers"]),
@@ -139,12 +132,13 @@ MRQA = ["squad", "news_qa", "trivia_qa", "search_qa", "hotpot_qa", "natural_ques
 
 MRQA_TASKS = [
     _register(f"mrqa_{c}_v100", "mrqa", f"mrqa/{c}:1.0.0", _TRAIN_VAL,
-              _mapped(_qa, prefix=c, fields=("question", "context")), _SQUAD, answers_target)
+              _mapped(_qa, prefix=c, fields=("question", "context")), _SQUAD,
+              preprocessors.answers_target)
     for c in MRQA]
 
 QA_TASKS = [
     _register("drop_v200", "qa", "drop:2.0.0", {"train": "train", "validation": "dev"},
-              _mapped(_drop), _SQUAD, answers_target),
+              _mapped(_drop), _SQUAD, preprocessors.answers_target),
     *[_register(f"race_{level}_v200", "qa", f"race/{level}:2.0.0",
                 {"train": "train", "validation": "dev", "test": "test"}, _race, [metrics.accuracy])
       for level in ("high", "middle")],

@@ -26,13 +26,6 @@ class Spec:
   splits: Optional[dict] = None  # canonical split -> TFDS split (default: train/validation/test)
 
 
-def _record_targets(text: str, example=None, is_target=False):
-  """ReCoRD: a target is the list of all gold answers (max-over-answers metrics)."""
-  if is_target and example is not None:
-    return [a.decode() if isinstance(a, bytes) else str(a) for a in example["answers"]]
-  return text
-
-
 _SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 _BINARY_F1 = [metrics.with_average(metrics.f1_and_accuracy)]
 _ACC = [metrics.accuracy]
@@ -61,7 +54,7 @@ SUPER_GLUE = [
          [metrics.with_average(metrics.multirc_f1a_em)],
          postprocess=functools.partial(preprocessors.multirc_group, label_names=["False", "True"])),
     Spec("record", ["query", "entities", "passage"], None, [metrics.with_average(metrics.record)],
-         postprocess=_record_targets),
+         postprocess=preprocessors.answers_target),
     Spec("rte", ["hypothesis", "premise"], ["entailment", "not_entailment"], _ACC),
     Spec("wic", ["sentence1", "sentence2", "word"], ["False", "True"], _ACC),
     Spec("wsc.fixed", ["span1_text", "span2_text", "text"], ["False", "True"], _ACC),

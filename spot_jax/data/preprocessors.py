@@ -63,6 +63,14 @@ def preprocess_record(ds: tf.data.Dataset, **kwargs) -> tf.data.Dataset:
   return ds.map(lambda x: record_text_to_text(x, **kwargs), num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def answers_target(text: str, example=None, is_target: bool = False):
+  """Postprocessor for extractive QA / ReCoRD / CrossFit: a target is the list of all gold answers
+  (the example's kept "answers" feature), so EM/F1 take the max over them; predictions stay text."""
+  if is_target and example is not None:
+    return [a.decode() if isinstance(a, bytes) else str(a) for a in example["answers"]]
+  return text
+
+
 def label_to_class_id(text: str, label_names: Sequence[str], example=None, is_target=False) -> int:
   """Postprocessor: a decoded label word -> its class index, -1 if it is no label (always wrong)."""
   del example, is_target
