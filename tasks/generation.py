@@ -40,28 +40,6 @@ _SQUAD = [metrics.with_average(metrics.squad)]
 # ---------------------------------------------------------------- text helpers
 
 
-def _text(x, key: str) -> tf.Tensor:
-  """Feature `key` ("a/b" for nested features) as one string: numbers formatted, sequences (also
-  ragged ones, e.g. GEM dialog act values) flattened and joined with ", "."""
-  value = x
-  for part in key.split("/"):
-    value = value[part]
-  if isinstance(value, tf.RaggedTensor):
-    value = value.flat_values
-  if value.dtype != tf.string:
-    value = tf.strings.as_string(value)
-  if value.shape.rank:
-    value = tf.strings.reduce_join(tf.reshape(value, [-1]), separator=", ")
-  return value
-
-
-def _fields(x, prefix: str, fields: Sequence[str]) -> tf.Tensor:
-  """"{prefix} {field}: value ..."; a field is labelled by the last part of its key."""
-  parts = [prefix] + [tf.strings.join([f"{key.split('/')[-1]}:", _text(x, key)], separator=" ")
-                      for key in fields]
-  return tf.strings.join(parts, separator=" ")
-
-
 def _first(values: tf.Tensor, default=preprocessors.NO_LABEL) -> tf.Tensor:
   """values[0], or `default` when there is none (unlabelled test splits)."""
   return tf.concat([values, tf.reshape(default, [1])], axis=0)[0]
@@ -88,7 +66,7 @@ def _register(name: str, family: str, tfds_name: str, splits: dict, preprocess: 
 
 def _qa(x, *, prefix: str, fields: Sequence[str]) -> dict:
   """"{prefix} question: .. context: .." -> the first answer; all answers kept for the metric."""
-  return {"inputs": _fields(x, prefix, fields), "targets": _first(x["answers"]),
+  return {"inputs": preprocessors.fields_text(x, prefix, fields), "targets": _first(x["answers"]),
           "answers": x["answers"]}
 
 
@@ -114,7 +92,8 @@ def _race_questions(x) -> tf.data.Dataset:
       {"question": x["questions"][:n], "options": options_text, "answer": x["answers"][:n]})
   article = x["article"]
   return questions.map(lambda q: {
-      "inputs": _fields({**q, "article": article}, "race", ("question", "options", "article")),
+      "inputs": preprocessors.fields_text({**q, "article": article}, "race",
+                                          ("question", "options", "article")),
       "targets": q["answer"]})
 
 
@@ -254,7 +233,7 @@ def _gem(x, *, prefix: str, fields: Sequence[str]) -> dict:
   """GEM's input fields -> its target, or the first reference where the target is empty."""
   target = x["target"]
   target = tf.where(tf.strings.length(target) > 0, target, _first(x["references"], target))
-  return {"inputs": _fields(x, prefix, fields), "targets": target}
+  return {"inputs": preprocessors.fields_text(x, prefix, fields), "targets": target}
 
 
 GEM_TASKS = [

@@ -16,12 +16,25 @@ NO_LABEL = "<unk>"
 
 
 def _field(x: Mapping[str, tf.Tensor], key: str) -> tf.Tensor:
-  value = x[key]
+  """Feature `key` ("a/b" for nested features) as one string: numbers formatted, sequences (ragged
+  ones too, e.g. ReCoRD entities, GEM dialog act values) flattened and joined with ", "."""
+  value = x
+  for part in key.split("/"):
+    value = value[part]
+  if isinstance(value, tf.RaggedTensor):
+    value = value.flat_values
   if value.dtype != tf.string:  # e.g. integer span indices
     value = tf.strings.as_string(value)
-  if value.shape.rank == 1:  # a sequence of strings, e.g. ReCoRD entities
-    value = tf.strings.reduce_join(value, separator=", ")
+  if value.shape.rank:
+    value = tf.strings.reduce_join(tf.reshape(value, [-1]), separator=", ")
   return value
+
+
+def fields_text(x: Mapping[str, tf.Tensor], prefix: str, keys: Sequence[str]) -> tf.Tensor:
+  """"{prefix} {field}: value ..."; a nested field is labelled by the last part of its key."""
+  parts = [prefix] + [tf.strings.join([f"{key.split('/')[-1]}:", _field(x, key)], separator=" ")
+                      for key in keys]
+  return tf.strings.join(parts, separator=" ")
 
 
 def text_to_text(x: Mapping[str, tf.Tensor], *, prefix: str, feature_names: Sequence[str],
@@ -29,9 +42,7 @@ def text_to_text(x: Mapping[str, tf.Tensor], *, prefix: str, feature_names: Sequ
                  keep: Sequence[str] = ("idx",)) -> dict[str, Any]:
   """"{prefix} {name}: {value} ..." -> the label word (or the label as a 0.2-step string for
   regression when `label_names` is None)."""
-  parts = [prefix] + [tf.strings.join([f"{name}:", _field(x, name)], separator=" ")
-                      for name in feature_names]
-  out = {"inputs": tf.strings.join(parts, separator=" ")}
+  out = {"inputs": fields_text(x, prefix, feature_names)}
   label = x[label_key]
   if label_names is None:  # STS-B: round to the nearest 0.2, T5's string format
     out["targets"] = tf.strings.as_string(tf.round(tf.cast(label, tf.float32) * 5) / 5, precision=1)
@@ -51,11 +62,9 @@ def preprocess(ds: tf.data.Dataset, **kwargs) -> tf.data.Dataset:
 def record_text_to_text(x: Mapping[str, tf.Tensor], *, feature_names: Sequence[str]) -> dict:
   """ReCoRD: "record query: ... entities: a, b passage: ..." -> the first gold answer; all
   answers are kept for max-over-answers metrics."""
-  parts = ["record"] + [tf.strings.join([f"{name}:", _field(x, name)], separator=" ")
-                        for name in feature_names]
   answers = x["answers"]
   padded = tf.concat([answers, [NO_LABEL]], axis=0)  # no answers (test split) -> "<unk>"
-  return {"inputs": tf.strings.join(parts, separator=" "), "targets": padded[0], "idx": x["idx"],
+  return {"inputs": fields_text(x, "record", feature_names), "targets": padded[0], "idx": x["idx"],
           "answers": answers}
 
 
