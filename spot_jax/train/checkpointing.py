@@ -48,23 +48,19 @@ class Checkpointer:
 def export_checkpoint_prompt(model_dir: str | epath.PathLike, output: str | epath.PathLike, *,
                              step: Optional[int] = None) -> epath.Path:
   """Writes the prompt of a training checkpoint (default: the latest) as .npy + .json sidecar."""
-  import json
   from spot_jax.errors import SpotError
-  from spot_jax.peft import save_prompt_file
+  from spot_jax.train.exports import write_prompt
   directory = epath.Path(model_dir) / "checkpoints"
   if not directory.exists():
     raise SpotError(f"{model_dir} has no checkpoints/ directory; pass the MODEL_DIR of a train run")
   manager = ocp.CheckpointManager(directory)
-  steps = manager.all_steps()
-  step = manager.latest_step() if step is None else step
-  if step not in steps:
-    raise SpotError(f"no checkpoint at step {step} in {directory}; it has steps {sorted(steps)}")
-  restored = manager.restore(step, args=ocp.args.StandardRestore())
-  prompt = restored["trainable"]["prompt"]
-  output = epath.Path(output)
-  save_prompt_file(output, prompt)
-  output.with_suffix(".json").write_text(json.dumps(
-      {"kind": "checkpoint_prompt", "model_dir": str(model_dir), "step": int(step),
-       "prompt_length": int(prompt.shape[0]), "embed_dim": int(prompt.shape[1])}, indent=2))
-  manager.close()
-  return output
+  try:
+    steps = manager.all_steps()
+    step = manager.latest_step() if step is None else step
+    if step not in steps:
+      raise SpotError(f"no checkpoint at step {step} in {directory}; it has steps {sorted(steps)}")
+    prompt = manager.restore(step, args=ocp.args.StandardRestore())["trainable"]["prompt"]
+  finally:
+    manager.close()
+  record = {"kind": "checkpoint_prompt", "model_dir": str(model_dir), "step": int(step)}
+  return write_prompt(output, prompt, record)

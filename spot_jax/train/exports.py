@@ -49,22 +49,27 @@ class ExportInfo:
   seed: int
 
 
+def write_prompt(path: str | epath.PathLike, prompt: Any, record: Mapping[str, Any]) -> epath.Path:
+  """Writes PATH (.npy) and its .json sidecar (`record` + shape and version), each atomically:
+  temporary name, then rename."""
+  path = epath.Path(path)
+  prompt = np.asarray(jax.device_get(prompt), np.float32)
+  save_prompt_file(path, prompt)
+  sidecar = {**record, "prompt_length": int(prompt.shape[0]), "embed_dim": int(prompt.shape[1]),
+             "spot_jax_version": __version__}
+  tmp = path.parent / f".{path.stem}.json.tmp"
+  tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True))
+  tmp.replace(path.with_suffix(".json"))
+  return path
+
+
 def export_prompt(directory: str | epath.PathLike, kind: str, prompt: Any, info: ExportInfo, *,
                   step: int, metrics: Optional[Mapping[str, float]] = None,
                   score: Optional[float] = None) -> epath.Path:
-  """Writes {kind}.npy and {kind}.json (each atomically: temporary name, then rename)."""
-  directory = epath.Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  prompt = np.asarray(jax.device_get(prompt), np.float32)
-  path = directory / f"{kind}.npy"
-  save_prompt_file(path, prompt)
-  sidecar = {"kind": kind, **dataclasses.asdict(info), "step": int(step),
-             "metrics": dict(metrics or {}), "score": score, "prompt_length": int(prompt.shape[0]),
-             "embed_dim": int(prompt.shape[1]), "spot_jax_version": __version__}
-  tmp = directory / f".{kind}.json.tmp"
-  tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True))
-  tmp.replace(directory / f"{kind}.json")
-  return path
+  """Writes {kind}.npy and {kind}.json into `directory`."""
+  record = {"kind": kind, **dataclasses.asdict(info), "step": int(step),
+            "metrics": dict(metrics or {}), "score": score}
+  return write_prompt(epath.Path(directory) / f"{kind}.npy", prompt, record)
 
 
 def read_export(path: str | epath.PathLike) -> tuple[np.ndarray, dict]:
