@@ -1,0 +1,385 @@
+"""Task families over the synthetic language (spot_jax.data.synthetic), like SPoT's Table 2.
+
+16 data-rich source tasks (>= 10K train examples) and 10 low-resource targets (<= 2K) in seven
+families: sentiment, nli, paraphrase (incl. regression), qa (extractive), multiple_choice,
+acceptability, word_sense. Targets share their family's skill with its sources but not their
+format (other prefixes, label words, lengths), so transfer has a known ground truth: the related
+sources are the target's family. Every target is a function of its input text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from spot_jax.data import synthetic as lang
+from spot_jax.data.synthetic import _Gen
+
+Make = Callable[[_Gen], tuple[str, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  name: str
+  family: str
+  role: str                 # "source" or "target"
+  make: Make
+  sizes: tuple[int, int, int]  # train, validation, test
+  classes: Optional[tuple[str, ...]] = None  # None: free text (QA) or regression
+  kind: str = "classification"  # "classification" | "regression" | "extractive"
+
+
+# ------------------------------------------------------------------------------------ sentiment
+
+def _sent_opinion(g):
+  text, positive = g.feeling(g.pick(g.lex.people))
+  return f"opinion: {text}", "positive" if positive else "negative"
+
+
+def _sent_review(g):
+  polar, negated = g.coin(0.5), g.coin(0.2)
+  no = "not " if negated else ""
+  _, obj = g.obj()
+  text = (f"review: the {g.pick(g.lex.colors)} {g.name(obj)} is {no}{g.adjective(polar)} . "
+          f"it is {no}{g.adjective(polar)} .")
+  return text, "positive" if polar != negated else "negative"
+
+
+def _sent_rating(g):
+  label = g.pick(("positive", "negative", "neutral"))
+  _, obj = g.obj()
+  adj = g.pick(g.lex.colors) if label == "neutral" else g.adjective(label == "positive")
+  return f"rate: {g.pick(g.lex.people)} thinks the {g.name(obj)} is {adj} .", label
+
+
+def _sent_mood(g):
+  polar, negated = g.coin(0.5), g.coin(0.2)
+  _, obj = g.obj()
+  text = f"mood: the {g.name(obj)} is {'not ' if negated else ''}{g.adjective(polar)} !"
+  return text, "good" if polar != negated else "bad"
+
+
+def _sent_story(g):
+  w = lang._world(g, 2)
+  text, positive = g.feeling(w.people[0])
+  facts = lang._facts(g, w)
+  return f"story: {facts[0]} {text} {facts[1]}", "positive" if positive else "negative"
+
+
+# ------------------------------------------------------------------------------------------ nli
+
+def _nli_hypothesis(g, w: lang._World, kinds: tuple[str, ...], labels: tuple[str, ...]):
+  """A hypothesis about a location or possession and its 3-way label (entailment: stated;
+  contradiction: the person is stated elsewhere / with another object; neutral: not mentioned)."""
+  label, kind = g.pick(labels), g.pick(kinds)
+  i = int(g.rng.integers(len(w.people)))
+  person = w.people[i] if label != "neutral" else g.pick([p for p in g.lex.people if p not in w.people])
+  if kind == "location":
+    place = w.places[i]
+    if label == "contradiction":
+      place = g.pick([p for ps in g.lex.places for p in ps if p != place])
+    return lang._location(person, place), label
+  _, obj = w.possessions[i]
+  if label == "contradiction":
+    obj = g.pick([o for objs in g.lex.objects for o in objs if o != obj])
+  return f"{person} has the {g.name(obj)} .", label
+
+
+_NLI3 = ("entailment", "neutral", "contradiction")
+
+
+def _nli_location(g):
+  w = lang._world(g, int(g.rng.integers(2, 5)))
+  hypothesis, label = _nli_hypothesis(g, w, ("location",), _NLI3)
+  premise = " ".join(lang._location(p, pl) for p, pl in zip(w.people, w.places))
+  return f"nli premise: {premise} hypothesis: {hypothesis}", label
+
+
+def _nli_possession(g):
+  w = lang._world(g, int(g.rng.integers(2, 5)))
+  hypothesis, label = _nli_hypothesis(g, w, ("possession",), _NLI3)
+  premise = " ".join(lang._possession(g, p, c, o) for p, (c, o) in zip(w.people, w.possessions))
+  return f"nli premise: {premise} hypothesis: {hypothesis}", label
+
+
+def _nli_mixed(g):
+  w = lang._world(g, int(g.rng.integers(2, 4)))
+  hypothesis, label = _nli_hypothesis(g, w, ("location", "possession"), _NLI3)
+  return f"nli premise: {' '.join(lang._facts(g, w))} hypothesis: {hypothesis}", label
+
+
+def _nli_cb(g):
+  w = lang._world(g, 2)
+  hypothesis, label = _nli_hypothesis(g, w, ("location", "possession"), _NLI3)
+  facts = lang._facts(g, w)
+  facts.insert(int(g.rng.integers(len(facts) + 1)), g.feeling(w.people[1])[0])
+  return f"premise: {' '.join(facts)} hypothesis: {hypothesis}", label
+
+
+def _nli_rte(g):
+  w = lang._world(g, int(g.rng.integers(2, 4)))
+  hypothesis, label = _nli_hypothesis(g, w, ("location", "possession"), _NLI3)
+  return (f"sentence1: {' '.join(lang._facts(g, w))} sentence2: {hypothesis}",
+          "entailment" if label == "entailment" else "not_entailment")
+
+
+# ----------------------------------------------------------------------------------- paraphrase
+
+def _statement(g) -> str:
+  p = g.pick(g.lex.people)
+  kind = int(g.rng.integers(3))
+  if kind == 0:
+    return lang._possession(g, p, g.pick(g.lex.colors), g.obj()[1])
+  if kind == 1:
+    return g.feeling(p, negated=False)[0]
+  d, obj = g.obj()
+  return f"{p} uses the {g.name(obj)} in the {g.place(d)} ."
+
+
+def _changed(g, sentence: str) -> str:
+  """The sentence with one object or adjective concept replaced by a different concept."""
+  words = sentence.split()
+  groups = [*g.lex.objects, g.lex.positive + g.lex.negative]
+  concepts = {w: pair for pairs in groups for pair in pairs for w in pair}
+  spots = [i for i, w in enumerate(words) if w in concepts]
+  i = g.pick(spots)
+  pair = concepts[words[i]]
+  group = next(pairs for pairs in groups if pair in pairs)
+  words[i] = g.name(g.pick([p for p in group if p != pair]))
+  return " ".join(words)
+
+
+def _restated(g, sentence: str, same: bool) -> str:
+  return lang._synonym_swap(g, sentence if same else _changed(g, sentence))
+
+
+def _para_pair(g):
+  s, same = _statement(g), g.coin(0.5)
+  return f"sentence1: {s} sentence2: {_restated(g, s, same)}", "duplicate" if same else "different"
+
+
+def _para_story(g):
+  facts, same = [_statement(g) for _ in range(3)], g.coin(0.5)
+  other = [lang._synonym_swap(g, f) for f in facts]
+  if not same:
+    i = int(g.rng.integers(3))
+    other[i] = _restated(g, facts[i], False)
+  g.rng.shuffle(other)
+  return (f"story1: {' '.join(facts)} story2: {' '.join(other)}",
+          "equivalent" if same else "different")
+
+
+def _similarity(g, n: int, prefix: tuple[str, str]):
+  facts = [_statement(g) for _ in range(n)]
+  shared = int(g.rng.integers(n + 1))
+  other = [_restated(g, f, i < shared) for i, f in enumerate(facts)]
+  return f"{prefix[0]}: {' '.join(facts)} {prefix[1]}: {' '.join(other)}", str(shared)
+
+
+def _para_sts(g):
+  return _similarity(g, 4, ("text1", "text2"))
+
+
+def _para_mrpc(g):
+  s, same = _statement(g), g.coin(0.5)
+  return f"first: {s} second: {_restated(g, s, same)}", "yes" if same else "no"
+
+
+def _para_sts_small(g):
+  return _similarity(g, 3, ("a", "b"))
+
+
+# ------------------------------------------------------------------------------------------- qa
+
+def _distinct_world(g, n: int) -> lang._World:
+  """A world whose places and objects are all different (so who-questions have one answer)."""
+  while True:
+    w = lang._world(g, n)
+    if len(set(w.places)) == n and len({o for _, o in w.possessions}) == n:
+      return w
+
+
+def _qa_context(g, w) -> str:
+  return " ".join(lang._facts(g, w))
+
+
+def _qa_where(g):
+  w = _distinct_world(g, int(g.rng.integers(2, 5)))
+  i = int(g.rng.integers(len(w.people)))
+  return f"question: where is {w.people[i]} ? context: {_qa_context(g, w)}", w.places[i]
+
+
+def _qa_what(g):
+  w = _distinct_world(g, int(g.rng.integers(2, 5)))
+  i = int(g.rng.integers(len(w.people)))
+  context = _qa_context(g, w)
+  stated = next(word for word in w.possessions[i][1] if f" {word} ." in f" {context}")
+  return f"question: what does {w.people[i]} have ? context: {context}", stated
+
+
+def _qa_who(g):
+  w = _distinct_world(g, int(g.rng.integers(2, 4)))
+  i = int(g.rng.integers(len(w.people)))
+  return f"question: who is in the {w.places[i]} ? context: {_qa_context(g, w)}", w.people[i]
+
+
+# ------------------------------------------------------------------------------ multiple choice
+
+def _two_domains(g) -> tuple[int, int]:
+  a, b = (int(x) for x in g.rng.choice(len(g.lex.domains), size=2, replace=False))
+  return a, b
+
+
+def _mc_usage(g):
+  d, other = _two_domains(g)
+  right, wrong = g.place(d), g.place(other)
+  c1, c2 = (right, wrong) if g.coin(0.5) else (wrong, right)
+  return (f"question: where does {g.pick(g.lex.people)} use the {g.name(g.obj(d)[1])} ? "
+          f"choice1: {c1} choice2: {c2}"), right
+
+
+def _mc_domain(g):
+  d, other = _two_domains(g)
+  right, wrong = g.name(g.obj(d)[1]), g.name(g.obj(other)[1])
+  c1, c2 = (right, wrong) if g.coin(0.5) else (wrong, right)
+  return f"question: which one belongs in the {g.place(d)} ? choice1: {c1} choice2: {c2}", right
+
+
+def _mc_copa(g):
+  domains = [int(x) for x in g.rng.choice(len(g.lex.domains), size=3, replace=False)]
+  options = [g.name(g.obj(d)[1]) for d in domains]
+  right = options[0]
+  g.rng.shuffle(options)
+  return (f"premise: {g.pick(g.lex.people)} went to the {g.place(domains[0])} . "
+          f"what did they use there ? option1: {options[0]} option2: {options[1]} "
+          f"option3: {options[2]}"), right
+
+
+# ------------------------------------------------------------------------------- acceptability
+
+def _grammatical(g) -> str:
+  return g.pick([_statement, lambda g: lang._location(g.pick(g.lex.people), g.place())])(g)
+
+
+def _swap(g, words: list[str]) -> list[str]:
+  spots = [i for i in range(len(words) - 2) if words[i] != words[i + 1]]
+  i = g.pick(spots)
+  words[i], words[i + 1] = words[i + 1], words[i]
+  return words
+
+
+def _drop_or_repeat(g, words: list[str]) -> list[str]:
+  i = g.pick([i for i, w in enumerate(words) if w in ("the", "is", "has", "in", "uses", "thinks")])
+  return words[:i] + words[i + 1:] if g.coin(0.5) else words[:i + 1] + words[i:]
+
+
+def _acceptability(g, corrupt, prefix: str, labels=("acceptable", "unacceptable")):
+  words, ok = _grammatical(g).split(), g.coin(0.5)
+  if not ok:
+    words = corrupt(g, words)
+  return f"{prefix}: {' '.join(words)}", labels[0] if ok else labels[1]
+
+
+def _cola_order(g):
+  return _acceptability(g, _swap, "cola sentence")
+
+
+def _cola_missing(g):
+  return _acceptability(g, _drop_or_repeat, "grammar")
+
+
+def _cola_judge(g):
+  return _acceptability(g, lambda g, w: g.pick([_swap, _drop_or_repeat])(g, w), "judge", ("yes", "no"))
+
+
+# ---------------------------------------------------------------------------------- word sense
+
+def _wsd_sense(g):
+  word, *senses = g.pick(g.lex.ambiguous)
+  d = senses[int(g.rng.integers(2))]
+  return f"wsd sentence: {g.sense_context(word, d)} word: {word}", g.lex.domains[d]
+
+
+def _wsd_wic(g):
+  word, *senses = g.pick(g.lex.ambiguous)
+  same = g.coin(0.5)
+  d1 = senses[int(g.rng.integers(2))]
+  d2 = d1 if same else senses[1 - senses.index(d1)]
+  return (f"sentence1: {g.sense_context(word, d1)} sentence2: {g.sense_context(word, d2)} "
+          f"word: {word}"), "same" if same else "different"
+
+
+# ------------------------------------------------------------------------------------- registry
+
+def _spec(name, family, role, make, train, classes=None, kind="classification"):
+  evaluation = (500, 500) if role == "source" else (300, 500)
+  return TaskSpec(f"synthetic_{name}", family, role, make, (train, *evaluation), classes, kind)
+
+
+_SENT, _NLI2 = ("positive", "negative"), ("entailment", "not_entailment")
+TASKS: dict[str, TaskSpec] = {t.name: t for t in [
+    _spec("sent_opinion", "sentiment", "source", _sent_opinion, 20_000, _SENT),
+    _spec("sent_review", "sentiment", "source", _sent_review, 12_000, _SENT),
+    _spec("sent_rating", "sentiment", "source", _sent_rating, 15_000, (*_SENT, "neutral")),
+    _spec("nli_location", "nli", "source", _nli_location, 20_000, _NLI3),
+    _spec("nli_possession", "nli", "source", _nli_possession, 12_000, _NLI3),
+    _spec("nli_mixed", "nli", "source", _nli_mixed, 15_000, _NLI3),
+    _spec("para_pair", "paraphrase", "source", _para_pair, 20_000, ("duplicate", "different")),
+    _spec("para_story", "paraphrase", "source", _para_story, 10_000, ("equivalent", "different")),
+    _spec("para_sts", "paraphrase", "source", _para_sts, 15_000, kind="regression"),
+    _spec("qa_where", "qa", "source", _qa_where, 20_000, kind="extractive"),
+    _spec("qa_what", "qa", "source", _qa_what, 12_000, kind="extractive"),
+    _spec("mc_usage", "multiple_choice", "source", _mc_usage, 15_000, kind="extractive"),
+    _spec("mc_domain", "multiple_choice", "source", _mc_domain, 10_000, kind="extractive"),
+    _spec("cola_order", "acceptability", "source", _cola_order, 20_000, ("acceptable", "unacceptable")),
+    _spec("cola_missing", "acceptability", "source", _cola_missing, 10_000,
+          ("acceptable", "unacceptable")),
+    _spec("wsd_sense", "word_sense", "source", _wsd_sense, 15_000, tuple(lang.lexicon().domains)),
+    _spec("sent_mood", "sentiment", "target", _sent_mood, 1_000, ("good", "bad")),
+    _spec("sent_story", "sentiment", "target", _sent_story, 500, _SENT),
+    _spec("nli_cb", "nli", "target", _nli_cb, 250, _NLI3),
+    _spec("nli_rte", "nli", "target", _nli_rte, 2_000, _NLI2),
+    _spec("para_mrpc", "paraphrase", "target", _para_mrpc, 1_000, ("yes", "no")),
+    _spec("para_sts_small", "paraphrase", "target", _para_sts_small, 500, kind="regression"),
+    _spec("qa_who", "qa", "target", _qa_who, 1_000, kind="extractive"),
+    _spec("mc_copa", "multiple_choice", "target", _mc_copa, 400, kind="extractive"),
+    _spec("cola_judge", "acceptability", "target", _cola_judge, 1_000, ("yes", "no")),
+    _spec("wsd_wic", "word_sense", "target", _wsd_wic, 1_000, ("same", "different")),
+]}
+SOURCE_TASKS = tuple(n for n, t in TASKS.items() if t.role == "source")
+TARGET_TASKS = tuple(n for n, t in TASKS.items() if t.role == "target")
+
+
+def _split_of(text: str) -> str:
+  bucket = zlib.crc32(text.encode()) % 20
+  return next(s for s, buckets in lang._SPLIT_BUCKETS.items() if bucket in buckets)
+
+
+def example(name: str, split: str, index: int, seed: int = 0) -> dict:
+  """Example `index` of `split`: drawn until its input hashes into `split` (disjoint splits)."""
+  spec = TASKS[name]
+  task_id = zlib.crc32(name.encode())
+  split_id = lang.SPLITS.index(split)
+  for attempt in range(10_000):
+    g = _Gen(lang.lexicon(), np.random.default_rng([seed, task_id, split_id, index, attempt]))
+    inputs, targets = spec.make(g)
+    if _split_of(inputs) == split:
+      return {"inputs": inputs, "targets": targets, "idx": index}
+  raise RuntimeError(f"{name}: no {split} example after 10000 draws")  # unreachable in practice
+
+
+def examples(name: str, split: str, seed: int = 0, limit: Optional[int] = None) -> Iterator[dict]:
+  """The split's examples in index order (its size from TASKS unless `limit`)."""
+  size = TASKS[name].sizes[lang.SPLITS.index(split)]
+  for i in range(size if limit is None else min(size, limit)):
+    yield example(name, split, i, seed)
+
+
+def families() -> dict[str, list[str]]:
+  out: dict[str, list[str]] = {}
+  for spec in TASKS.values():
+    out.setdefault(spec.family, []).append(spec.name)
+  return out

@@ -1,0 +1,202 @@
+"""Pretrains the embedded default's frozen T5 on the synthetic language and writes it, with a
+SentencePiece vocabulary trained on the same text, into spot_jax/embedded/.
+
+  python tools/pretrain_embedded.py                        # the shipped model (see its pretrain.json)
+  python tools/pretrain_embedded.py --steps 300 --out /tmp/emb   # a quick check
+
+Objectives, half of each batch each: T5 span corruption (15 % noise, mean span 3, sentinels
+<extra_id_k>) and prefix LM (a document cut at a random point; predict the continuation). The text is
+only the synthetic corpus (spot_jax.data.synthetic.document): no task example is ever trained on.
+Runs on CPU or GPU (JAX picks the device); everything is seeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import json
+import multiprocessing
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import sentencepiece as spm
+
+from spot_jax import embedded
+from spot_jax.checkpoints.hf import write_hf_checkpoint
+from spot_jax.data import synthetic, synthetic_tasks
+from spot_jax.model.config import get_config
+from spot_jax.model.params import init_params
+from spot_jax.model.t5 import T5
+from spot_jax.train.step import cross_entropy
+
+PAD, EOS = 0, 1
+
+
+def _documents(seed: int, start: int, count: int, workers: int) -> list[str]:
+  with multiprocessing.Pool(workers) as pool:
+    return pool.map(functools.partial(synthetic.corpus_document, seed), range(start, start + count),
+                    chunksize=512)
+
+
+def _glossary() -> list[str]:
+  """Every word the tasks use (prefixes, label words), one line: the tokenizer must know them
+  even where the corpus never says them. Only the word set is used, never an example."""
+  words = set(synthetic.lexicon().words())
+  for name in synthetic_tasks.TASKS:
+    for ex in synthetic_tasks.examples(name, "train", limit=50):
+      words.update(ex["inputs"].split() + ex["targets"].split())
+  words = sorted(words)
+  return [" ".join(words[i:i + 20]) for i in range(0, len(words), 20)]
+
+
+def train_vocabulary(docs: list[str], vocab_size: int) -> bytes:
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(docs + _glossary()), model_writer=model, vocab_size=vocab_size,
+      model_type="word", pad_id=PAD, eos_id=EOS, unk_id=2, bos_id=-1, hard_vocab_limit=False,
+      character_coverage=1.0, shuffle_input_sentence=False, num_threads=1, minloglevel=2)
+  return model.getvalue()
+
+
+def _partition(rng: np.random.Generator, total: int, parts: int) -> np.ndarray:
+  """`total` split into `parts` positive lengths at random."""
+  cuts = np.sort(rng.choice(np.arange(1, total), parts - 1, replace=False))
+  return np.diff(np.r_[0, cuts, total])
+
+
+def span_corruption(rng: np.random.Generator, tokens: np.ndarray, sentinel0: int,
+                    noise: float = 0.15, mean_span: float = 3.0) -> tuple[list[int], list[int]]:
+  """T5's objective: random spans (about `noise` of the tokens) replaced by sentinels in the
+  input; the target lists each sentinel followed by the span it hides."""
+  n = len(tokens)
+  num_noise = min(max(1, int(round(n * noise))), n - 1)
+  num_spans = max(1, min(int(round(num_noise / mean_span)), n - num_noise))
+  noise_lengths = _partition(rng, num_noise, num_spans)
+  keep_lengths = _partition(rng, n - num_noise, num_spans)
+  inputs, targets, pos = [], [], 0
+  for k, (keep, drop) in enumerate(zip(keep_lengths, noise_lengths)):
+    inputs += list(tokens[pos:pos + keep]) + [sentinel0 - k]
+    targets += [sentinel0 - k] + list(tokens[pos + keep:pos + keep + drop])
+    pos += keep + drop
+  return inputs, targets
+
+
+def prefix_lm(rng: np.random.Generator, tokens: np.ndarray, max_target: int) -> tuple[list, list]:
+  cut = int(rng.integers(len(tokens) // 4, 3 * len(tokens) // 4 + 1))
+  return list(tokens[:cut]), list(tokens[cut:cut + max_target])
+
+
+def make_batch(rng: np.random.Generator, docs: list[np.ndarray], batch: int, lengths: tuple[int, int],
+               sentinel0: int) -> dict[str, np.ndarray]:
+  in_len, out_len = lengths
+  out = {k: np.zeros((batch, n), np.int32) for k, n in
+         (("encoder_input_tokens", in_len), ("decoder_target_tokens", out_len))}
+  for b in range(batch):
+    doc = docs[int(rng.integers(len(docs)))]
+    start = int(rng.integers(max(1, len(doc) - (in_len - 16) + 1)))
+    window = doc[start:start + in_len - 16]
+    if b % 2 == 0:
+      inputs, targets = span_corruption(rng, window, sentinel0)
+    else:
+      inputs, targets = prefix_lm(rng, doc[start:start + in_len + out_len], out_len - 1)
+    inputs, targets = inputs[:in_len - 1] + [EOS], targets[:out_len - 1] + [EOS]
+    out["encoder_input_tokens"][b, :len(inputs)] = inputs
+    out["decoder_target_tokens"][b, :len(targets)] = targets
+  out["decoder_input_tokens"] = np.pad(out["decoder_target_tokens"][:, :-1], ((0, 0), (1, 0)))
+  out["decoder_loss_weights"] = (out["decoder_target_tokens"] > 0).astype(np.float32)
+  return out
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", default=str(embedded.ROOT))
+  parser.add_argument("--steps", type=int, default=30_000)
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--lr", type=float, default=3e-3)
+  parser.add_argument("--warmup", type=int, default=1_000)
+  parser.add_argument("--docs", type=int, default=200_000)
+  parser.add_argument("--vocab-size", type=int, default=512)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--log-every", type=int, default=500)
+  parser.add_argument("--workers", type=int, default=os.cpu_count())
+  args = parser.parse_args(argv)
+  t0 = time.time()
+  out = os.path.abspath(args.out)
+  os.makedirs(out, exist_ok=True)
+
+  docs = _documents(args.seed, 0, args.docs, args.workers)
+  held_out = _documents(args.seed, args.docs, 1_000, args.workers)
+  sp_model = train_vocabulary(docs[:20_000], args.vocab_size)
+  sp = spm.SentencePieceProcessor(model_proto=sp_model)
+  config = get_config(embedded.MODEL_CONFIG)
+  if sp.get_piece_size() + embedded.EXTRA_IDS > config.vocab_size:
+    raise SystemExit(f"vocabulary of {sp.get_piece_size()} + {embedded.EXTRA_IDS} extra ids does not "
+                     f"fit the model's {config.vocab_size} rows")
+  sentinel0 = sp.get_piece_size() + embedded.EXTRA_IDS - 1  # seqio's <extra_id_0>
+  tokens = [np.asarray(t, np.int32) for t in sp.encode(docs)]
+  held = [np.asarray(t, np.int32) for t in sp.encode(held_out)]
+  print(f"pretrain: {len(docs)} documents, {sum(map(len, tokens)) / len(tokens):.0f} tokens each, "
+        f"vocabulary {sp.get_piece_size()} pieces ({time.time() - t0:.0f} s); device "
+        f"{jax.devices()[0].platform}", flush=True)
+
+  model = T5(config)
+  params = init_params(config, args.seed)
+  warmup = min(args.warmup, args.steps // 10)
+  schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warmup, args.steps, args.lr / 10)
+  optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.01))
+  opt_state = optimizer.init(params)
+
+  def loss_of(params, batch):
+    logits = model.apply({"params": params}, batch["encoder_input_tokens"],
+                         batch["decoder_input_tokens"], deterministic=True)
+    return cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"])
+
+  @functools.partial(jax.jit, donate_argnums=(0, 1))
+  def step(params, opt_state, batch):
+    (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(params, batch)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+  evaluate = jax.jit(lambda p, b: loss_of(p, b)[1])
+  rng = np.random.default_rng([args.seed, 1])
+  eval_batches = [make_batch(np.random.default_rng([args.seed, 2, i]), held, 256, (128, 48), sentinel0)
+                  for i in range(4)]
+  history, train_losses = [], []
+  for i in range(1, args.steps + 1):
+    params, opt_state, metrics = step(params, opt_state,
+                                      make_batch(rng, tokens, args.batch, (128, 48), sentinel0))
+    train_losses.append(metrics["loss"])
+    if i % args.log_every == 0 or i == args.steps:
+      train_loss = float(np.mean(jax.device_get(train_losses)))
+      train_losses = []
+      evals = [jax.device_get(evaluate(params, b)) for b in eval_batches]
+      record = {"step": i, "train_loss": round(train_loss, 4),
+                "eval_loss": round(float(np.mean([e["loss"] for e in evals])), 4),
+                "eval_token_accuracy": round(float(np.mean([e["token_accuracy"] for e in evals])), 4),
+                "elapsed_s": round(time.time() - t0, 1)}
+      history.append(record)
+      print(json.dumps(record), flush=True)
+
+  write_hf_checkpoint(os.path.join(out, "model"), jax.device_get(params), config, overwrite=True)
+  with open(os.path.join(out, "sentencepiece.model"), "wb") as f:
+    f.write(sp_model)
+  summary = {"command": "python tools/pretrain_embedded.py " + " ".join(argv or sys.argv[1:]),
+             "args": vars(args) | {"out": None}, "device": jax.devices()[0].device_kind,
+             "jax": jax.__version__, "wall_time_s": round(time.time() - t0, 1),
+             "final": history[-1], "history": history, "model_config": config.name,
+             "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}
+  with open(os.path.join(out, "pretrain.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  print(f"pretrain: wrote {out} in {summary['wall_time_s']:.0f} s; final eval loss "
+        f"{history[-1]['eval_loss']}", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
