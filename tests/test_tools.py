@@ -23,3 +23,17 @@ def test_benchmark_prints_json_lines(script, benches):
   for line in lines[1:]:
     assert line["examples_per_s"] > 0 and line["gflops_per_step"] > 0
     assert 0 < line["peak_fraction"] == pytest.approx(line["gflop_per_s"] / lines[0]["gflop_per_s"])
+
+
+def test_bench_library_prints_json_lines():
+  out = subprocess.run([sys.executable, str(TOOLS / "bench_library.py"), "--entries", "1000",
+                        "--embed", "16", "--prompt-length", "4", "--precompute-entries", "8",
+                        "--repeats", "2"], capture_output=True, text=True, check=True,
+                       timeout=120).stdout
+  lines = [json.loads(line) for line in out.splitlines()]
+  assert [(line["bench"], line.get("metric")) for line in lines] == [
+      ("rank", None), ("precompute", "avg_cosine"), ("precompute", "token_cosine")]
+  assert lines[0]["entries"] == 1000 and lines[0]["embed"] == 16 and lines[0]["k"] == 10
+  for line in lines:
+    assert line["seconds"] > 0
+    assert line["entries_per_s"] == pytest.approx(line["entries"] / line["seconds"])

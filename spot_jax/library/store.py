@@ -1,0 +1,368 @@
+"""A prompt library in a directory (local or gs://): SPoT's source prompts and task embeddings.
+
+  LIB/library.json                           {"format": 1, "model": {model identity}}; the first add
+                                             writes it and it never changes
+  LIB/entries/{task}/{run}/entry.json        {format, task, run, model, kinds, score, family?, ...}
+  LIB/entries/{task}/{run}/source_prompt.npy   best validation checkpoint's prompt [P, E] (+ .json)
+  LIB/entries/{task}/{run}/task_embedding.npy  early checkpoint's prompt [P, E] (+ .json), SPoT §3
+
+Every prompt of a library was tuned on one frozen model (same parameter bytes, vocabulary, P and E):
+prompts and task embeddings only mean something next to the model they were tuned on, so an add for
+another model is refused. An entry directory is built under a '.'-name and renamed into place, and a
+removed one is renamed away before it is deleted, so readers (which skip '.'-names and directories
+without entry.json, written last) never see half an entry, and a killed writer changes nothing they
+see. (On gs:// a directory rename is a copy; entry.json, written last, still marks a whole entry.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import uuid
+from typing import Any, Mapping, Optional
+
+import numpy as np
+from etils import epath
+
+from spot_jax.checkpoints.atomic import atomic_directory
+from spot_jax.errors import SpotError
+from spot_jax.peft.prompts import PromptError, load_prompt_file
+from spot_jax.train.exports import read_export, write_prompt
+
+FORMAT = 1
+KINDS = ("source_prompt", "task_embedding")
+LIBRARY_FILE = "library.json"
+ENTRY_FILE = "entry.json"
+# entry.json keys the library owns; free metadata may not set them.
+_RESERVED = frozenset({"format", "task", "run", "model", "kinds"})
+# Task and run names become directory names: no separators, no leading '.' (temporary names).
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,:+=@-]*")
+
+
+class LibraryError(SpotError):
+  """A library operation that cannot be done: another model, a wrong shape, a missing entry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelIdentity:
+  """The frozen model a prompt was tuned on; prompts transfer and compare only within one."""
+
+  model: str
+  frozen_checksum: str
+  vocabulary: str
+  prompt_length: int
+  embed_dim: int
+
+  @classmethod
+  def from_sidecar(cls, sidecar: Mapping[str, Any]) -> ModelIdentity:
+    """The identity an export sidecar (or library.json's "model" record) carries."""
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in sidecar]
+    if missing:
+      raise LibraryError(f"the prompt record lacks {', '.join(missing)}: it is not a spot_jax "
+                         "export; pass a ModelIdentity explicitly")
+    return cls(model=str(sidecar["model"]), frozen_checksum=str(sidecar["frozen_checksum"]),
+               vocabulary=str(sidecar["vocabulary"]), prompt_length=int(sidecar["prompt_length"]),
+               embed_dim=int(sidecar["embed_dim"]))
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    """(prompt_length, embed_dim): the shape of every prompt of the library."""
+    return (self.prompt_length, self.embed_dim)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  def check_same_model(self, other: ModelIdentity, where: str) -> None:
+    """Raises LibraryError naming the first field in which `other` differs from this identity."""
+    for field in ("frozen_checksum", "model", "vocabulary", "prompt_length", "embed_dim"):
+      ours, theirs = getattr(self, field), getattr(other, field)
+      if ours != theirs:
+        raise LibraryError(f"{where}: its {field} is {theirs!r} but the library's is {ours!r}; a "
+                           "library holds prompts of one frozen model only, use another library")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One (task, run) of a library; its prompts are read from disk only when asked for."""
+
+  task: str
+  run: str
+  path: epath.Path
+  metadata: dict  # the contents of entry.json
+
+  def __hash__(self) -> int:  # the metadata dict is not hashable; (task, run, path) names an entry
+    return hash((self.task, self.run, str(self.path)))
+
+  @property
+  def kinds(self) -> tuple[str, ...]:
+    """Which of KINDS this entry holds."""
+    return tuple(self.metadata.get("kinds", ()))
+
+  @property
+  def score(self) -> Optional[float]:
+    """Validation score of the source prompt (higher is better), if known."""
+    score = self.metadata.get("score")
+    return None if score is None else float(score)
+
+  @property
+  def family(self) -> Optional[str]:
+    return self.metadata.get("family")
+
+  @property
+  def identity(self) -> ModelIdentity:
+    return ModelIdentity.from_sidecar(self.metadata["model"])
+
+  def has(self, kind: str) -> bool:
+    return kind in self.kinds
+
+  def load(self, kind: str) -> np.ndarray:
+    """The float32 [P, E] prompt of `kind` (one of KINDS)."""
+    _check_kind(kind)
+    if not self.has(kind):
+      raise LibraryError(f"entry {self.task}/{self.run} has no {kind}; it holds "
+                         f"{', '.join(self.kinds) or 'nothing'}")
+    try:
+      prompt = load_prompt_file(self.path / f"{kind}.npy")
+    except PromptError as e:
+      raise LibraryError(f"entry {self.task}/{self.run} is damaged: {e}") from e
+    if prompt.shape != self.identity.shape:
+      raise LibraryError(f"entry {self.task}/{self.run} is damaged: its {kind} has shape "
+                         f"{prompt.shape}, expected {self.identity.shape}")
+    return prompt
+
+  def sidecar(self, kind: str) -> dict:
+    """The JSON sidecar of `kind`: where the prompt came from (step, metrics, seed, ...)."""
+    _check_kind(kind)
+    return _read_json(self.path / f"{kind}.json")
+
+  def source_prompt(self) -> np.ndarray:
+    """Best-checkpoint prompt [P, E]: what SPoT transfers to a target task."""
+    return self.load("source_prompt")
+
+  def task_embedding(self) -> np.ndarray:
+    """Early-checkpoint prompt [P, E]: what SPoT compares to rank source tasks."""
+    return self.load("task_embedding")
+
+
+class PromptLibrary:
+  """A prompt library at `path` (local or gs://); nothing is written before the first add."""
+
+  def __init__(self, path: str | epath.PathLike):
+    self.path = epath.Path(path)
+
+  def __repr__(self) -> str:
+    return f"PromptLibrary({str(self.path)!r})"
+
+  @property
+  def identity(self) -> Optional[ModelIdentity]:
+    """The frozen model of every prompt here; None for a library nothing was added to yet."""
+    path = self.path / LIBRARY_FILE
+    if not path.exists():
+      return None
+    record = _read_json(path)
+    if record.get("format") != FORMAT:
+      raise LibraryError(f"{path} has format {record.get('format')!r}; this spot_jax reads format "
+                         f"{FORMAT} only, upgrade spot_jax")
+    return ModelIdentity.from_sidecar(record.get("model", {}))
+
+  def add(self, task: str, run: str, *, identity: ModelIdentity,
+          source_prompt: Any = None, task_embedding: Any = None,
+          metadata: Optional[Mapping[str, Any]] = None,
+          sidecars: Optional[Mapping[str, Mapping[str, Any]]] = None,
+          overwrite: bool = False) -> Entry:
+    """Adds (task, run) with its prompts ([P, E] each; one may be None), all or nothing.
+
+    `metadata` lands in entry.json: "score" (higher is better) picks the run `get` returns,
+    "family" groups tasks. `sidecars` maps a kind to extra fields of its .json sidecar.
+    """
+    where = f"cannot add {task}/{run} to {self.path}"
+    _check_name(task, "task")
+    _check_name(run, "run")
+    given = {"source_prompt": source_prompt, "task_embedding": task_embedding}
+    given = {kind: prompt for kind, prompt in given.items() if prompt is not None}
+    if not given:
+      raise LibraryError(f"{where}: give a source_prompt, a task_embedding or both")
+    library = self.identity
+    if library is not None:
+      library.check_same_model(identity, where)
+    prompts = {kind: _checked_prompt(prompt, kind, identity.shape, where)
+               for kind, prompt in given.items()}
+    metadata = dict(metadata or {})
+    reserved = sorted(_RESERVED & set(metadata))
+    if reserved:
+      raise LibraryError(f"{where}: metadata may not set {', '.join(reserved)}; the library does")
+    record = {**metadata, "format": FORMAT, "task": task, "run": run, "model": identity.to_dict(),
+              "kinds": sorted(prompts)}
+    try:
+      text = json.dumps(record, indent=2, sort_keys=True)
+    except (TypeError, ValueError) as e:
+      raise LibraryError(f"{where}: metadata is not JSON-serializable ({e})") from e
+    path = self._entry_dir(task, run)
+    if path.exists() and not overwrite:
+      raise LibraryError(f"{where}: the entry exists; pass overwrite=True to replace it")
+    if library is None:
+      self._write_library_file(identity)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+      for kind, prompt in prompts.items():
+        sidecar = {**(sidecars or {}).get(kind, {}), "kind": kind, "task": task,
+                   "model": identity.model, "frozen_checksum": identity.frozen_checksum,
+                   "vocabulary": identity.vocabulary}
+        write_prompt(tmp / f"{kind}.npy", prompt, sidecar)
+      (tmp / ENTRY_FILE).write_text(text)  # last: a directory without it is not an entry
+    return Entry(task, run, path, json.loads(text))
+
+  def add_run(self, model_dir: str | epath.PathLike, run: Optional[str] = None,
+              family: Optional[str] = None, *, metadata: Optional[Mapping[str, Any]] = None,
+              overwrite: bool = False) -> Entry:
+    """Adds a training run's MODEL_DIR/exports; task and model come from the sidecars, the run
+    name defaults to MODEL_DIR's name and the score is the source prompt's."""
+    model_dir = epath.Path(model_dir)
+    exports = model_dir / "exports"
+    found = {}
+    for kind in KINDS:
+      path = exports / f"{kind}.npy"
+      if path.exists():
+        try:
+          found[kind] = read_export(path)
+        except (PromptError, OSError, ValueError) as e:
+          raise LibraryError(f"cannot read the export {path}: {e}") from e
+    if not found:
+      raise LibraryError(f"{exports} holds neither source_prompt.npy nor task_embedding.npy; "
+                         "train the run first or export a checkpoint with `spot-jax export-prompt`")
+    sidecars = {kind: sidecar for kind, (_, sidecar) in found.items()}
+    identities = {ModelIdentity.from_sidecar(sidecar) for sidecar in sidecars.values()}
+    tasks = {sidecar.get("task") for sidecar in sidecars.values()}
+    if len(identities) > 1 or len(tasks) > 1:
+      raise LibraryError(f"the exports in {exports} disagree on their task or model; "
+                         "re-export them from one run")
+    task = tasks.pop()
+    if not task:
+      raise LibraryError(f"the exports in {exports} name no task; re-export them")
+    first = next(iter(sidecars.values()))
+    extra = {"score": sidecars.get("source_prompt", {}).get("score"), "seed": first.get("seed"),
+             "model_dir": str(model_dir)}
+    if family is not None:
+      extra["family"] = family
+    return self.add(task, run or model_dir.name, identity=identities.pop(),
+                    metadata={**extra, **(metadata or {})}, sidecars=sidecars,
+                    overwrite=overwrite, **{kind: prompt for kind, (prompt, _) in found.items()})
+
+  def import_google_npy(self, path: str | epath.PathLike, task: str, run: str, *,
+                        identity: ModelIdentity, kind: str = "source_prompt",
+                        metadata: Optional[Mapping[str, Any]] = None,
+                        overwrite: bool = False) -> Entry:
+    """Adds a released google prompt-tuning .npy ([P, E] or [1, P, E], no sidecar) as `kind`;
+    the caller vouches for `identity`, the model the prompt was tuned on."""
+    _check_kind(kind)
+    try:
+      prompt = load_prompt_file(path)
+    except PromptError as e:
+      raise LibraryError(f"cannot import {path}: {e}") from e
+    origin = {"origin": "google-research/prompt-tuning", "source_file": str(path)}
+    return self.add(task, run, identity=identity, metadata={**origin, **(metadata or {})},
+                    sidecars={kind: origin}, overwrite=overwrite, **{kind: prompt})
+
+  def list(self, task: Optional[str] = None) -> list[Entry]:
+    """Entries sorted by (task, run); only those of `task` when given."""
+    root = self.path / "entries"
+    if task is not None:
+      _check_name(task, "task")
+      task_dirs = [root / task] if (root / task).exists() else []
+    else:
+      task_dirs = _visible_children(root)
+    entries = []
+    for task_dir in task_dirs:
+      for run_dir in _visible_children(task_dir):
+        if (run_dir / ENTRY_FILE).exists():
+          entries.append(Entry(task_dir.name, run_dir.name, run_dir,
+                               _read_json(run_dir / ENTRY_FILE)))
+    return sorted(entries, key=lambda e: (e.task, e.run))
+
+  def get(self, task: str, run: Optional[str] = None) -> Entry:
+    """The entry (task, run). With run None: the task's only run, or else its best by score
+    (highest; runs without a score come last, ties go to the first run name)."""
+    entries = self.list(task)
+    if not entries:
+      tasks = sorted({e.task for e in self.list()})
+      raise LibraryError(f"{self.path} has no entry for task {task!r}; tasks: "
+                         f"{', '.join(tasks) or 'none (the library is empty)'}")
+    if run is None:
+      return max(entries, key=_rank)  # max keeps the first of equal keys
+    for entry in entries:
+      if entry.run == run:
+        return entry
+    raise LibraryError(f"task {task!r} has no run {run!r} in {self.path}; runs: "
+                       f"{', '.join(e.run for e in entries)}")
+
+  def remove(self, task: str, run: str) -> None:
+    """Deletes (task, run): renamed to a '.'-name first, so readers never see half of it."""
+    path = self.get(task, run).path
+    trash = path.parent / f".{path.name}.removed-{uuid.uuid4().hex[:8]}"
+    path.rename(trash)
+    trash.rmtree()
+
+  def stack(self, kind: str) -> tuple[list[Entry], np.ndarray]:
+    """(entries holding `kind`, their prompts [N, P, E]) in list() order, for ranking."""
+    _check_kind(kind)
+    entries = [e for e in self.list() if e.has(kind)]
+    if not entries:
+      raise LibraryError(f"{self.path} holds no {kind}; add runs to it first")
+    return entries, np.stack([e.load(kind) for e in entries])  # [N, P, E]
+
+  def _entry_dir(self, task: str, run: str) -> epath.Path:
+    return self.path / "entries" / task / run
+
+  def _write_library_file(self, identity: ModelIdentity) -> None:
+    self.path.mkdir(parents=True, exist_ok=True)
+    tmp = self.path / f".{LIBRARY_FILE}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps({"format": FORMAT, "model": identity.to_dict()}, indent=2,
+                              sort_keys=True))
+    tmp.replace(self.path / LIBRARY_FILE)
+
+
+def _check_name(name: str, what: str) -> None:
+  if not isinstance(name, str) or not _NAME.fullmatch(name):
+    raise LibraryError(f"{what} name {name!r} is not usable as a directory name; use letters, "
+                       "digits and _ . , : + = @ - (not starting with '.' or '-')")
+
+
+def _check_kind(kind: str) -> None:
+  if kind not in KINDS:
+    raise LibraryError(f"unknown prompt kind {kind!r}; use one of {', '.join(KINDS)}")
+
+
+def _checked_prompt(prompt: Any, kind: str, shape: tuple[int, int], where: str) -> np.ndarray:
+  """`prompt` as float32 [P, E], or LibraryError naming its shape and the expected one."""
+  prompt = np.asarray(prompt)
+  if not np.issubdtype(prompt.dtype, np.number):
+    raise LibraryError(f"{where}: its {kind} is not a numeric array (dtype {prompt.dtype})")
+  if prompt.shape != shape:
+    raise LibraryError(f"{where}: its {kind} has shape {tuple(prompt.shape)} but prompts here "
+                       f"are (prompt_length, embed_dim) = {shape}")
+  prompt = prompt.astype(np.float32)
+  if not np.all(np.isfinite(prompt)):
+    raise LibraryError(f"{where}: its {kind} contains NaN or inf values")
+  return prompt
+
+
+def _rank(entry: Entry) -> tuple[bool, float]:
+  score = entry.score
+  known = score is not None and not math.isnan(score)
+  return (known, score if known else -math.inf)
+
+
+def _visible_children(directory: epath.Path) -> list[epath.Path]:
+  """Sub-directories, without '.'-names (writes and removals under way)."""
+  if not directory.exists():
+    return []
+  return sorted((p for p in directory.iterdir() if not p.name.startswith(".") and p.is_dir()),
+                key=lambda p: p.name)
+
+
+def _read_json(path: epath.Path) -> dict:
+  try:
+    return json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise LibraryError(f"cannot read {path} ({type(e).__name__}: {e})") from e

@@ -1,0 +1,7 @@
+"""The SPoT transferability study (Vu et al. 2022, §3.1, §3.3): run the grid, tabulate, plot.
+
+`grid` runs every source x target x seed cell as an independent, resumable job (one JSON file per
+cell); `tables` turns the cell results into the paper's tables (relative error reduction, positive
+transfers, retrieval summary); `figures` draws the paper's figures (transfer heatmap,
+task-similarity clustermap, similarity vs transfer scatter plots).
+"""
