@@ -91,6 +91,47 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
           f"{','.join(row['metrics']):<28s} {'local' if row['local'] else '-'}")
 
 
+def _cmd_demo(args: argparse.Namespace) -> None:
+  from spot_jax import demo
+  demo.run_demo(args.out, target=args.target)
+
+
+def _protocol(args: argparse.Namespace):
+  from spot_jax.study.runner import Protocol
+  return Protocol(steps=args.steps, eval_every=max(1, args.steps // 2),
+                  embedding_step=args.embedding_step, num_eval_examples=args.eval_examples)
+
+
+def _cmd_study(args: argparse.Namespace) -> None:
+  from spot_jax import demo
+  from spot_jax.data import synthetic_tasks
+  demo.study(args.out, sources=args.sources or synthetic_tasks.SOURCE_TASKS,
+             targets=args.targets or synthetic_tasks.TARGET_TASKS, seeds=args.seeds,
+             protocol=_protocol(args), source_steps=args.source_steps, top_k=args.top_k,
+             metric=args.metric)
+  print(f"report: {args.out}/report.md")
+
+
+def _cmd_embed(args: argparse.Namespace) -> None:
+  import numpy as np
+  from spot_jax import demo
+  demo._check_tasks([args.task])
+  tuner = demo.embedded_tuner(_protocol(args))
+  run = tuner.tune(args.task, seed=args.seed, steps=args.embedding_step)
+  np.save(args.output, run.task_embedding)
+  print(f"wrote {args.output}: task embedding of {args.task} after {args.embedding_step} steps")
+
+
+def _cmd_retrieve(args: argparse.Namespace) -> None:
+  from spot_jax.library.store import PromptLibrary
+  from spot_jax.peft import load_prompt_file
+  from spot_jax.study.transfer import rank_sources
+  library = PromptLibrary(args.library)
+  ranking = rank_sources(library, load_prompt_file(args.query), args.metric)
+  for i, (task, score) in enumerate(ranking[:args.k], 1):
+    print(f"{i:3d}. {task:<36s} {score:.4f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
   from spot_jax.checkpoints import FORMATS
   parser = argparse.ArgumentParser(
@@ -136,6 +177,48 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("output", metavar="OUT.npy")
   p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
   p.set_defaults(fn=_cmd_export_prompt)
+
+  p = sub.add_parser("demo", help="the SPoT loop on the embedded universe in minutes (CPU)",
+                     description="Tune source prompts into a library, embed a held-out target, "
+                                 "retrieve, tune the target from the retrieved prompts and from "
+                                 "scratch; write report.md with tables and figures.")
+  p.add_argument("--out", default="spot_demo", help="output directory (default: spot_demo)")
+  p.add_argument("--target", default="synthetic_nli_rte", help="held-out embedded target task")
+  p.set_defaults(fn=_cmd_demo)
+
+  def protocol_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=200, help="target prompt-tuning steps")
+    p.add_argument("--embedding_step", type=int, default=50, help="task embedding = prompt after "
+                   "this many steps (paper: 10K)")
+    p.add_argument("--eval_examples", type=int, default=300, help="validation examples per check")
+
+  study = sub.add_parser("study", help="SPoT studies on the embedded universe")
+  study_sub = study.add_subparsers(dest="study", metavar="STUDY", required=True)
+  p = study_sub.add_parser("transfer", help="source x target x seed grid, resumable; tables, "
+                           "figures and retrieval in OUT/report.md")
+  p.add_argument("--out", required=True)
+  p.add_argument("--sources", nargs="+", help="default: all 16 embedded sources")
+  p.add_argument("--targets", nargs="+", help="default: all 10 embedded targets")
+  p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  p.add_argument("--source_steps", type=int, default=300)
+  p.add_argument("--top_k", type=int, default=3)
+  p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
+  protocol_flags(p)
+  p.set_defaults(fn=_cmd_study)
+
+  p = sub.add_parser("embed", help="task embedding of an embedded task: its prompt after E steps")
+  p.add_argument("task")
+  p.add_argument("output", metavar="OUT.npy")
+  p.add_argument("--seed", type=int, default=0)
+  protocol_flags(p)
+  p.set_defaults(fn=_cmd_embed)
+
+  p = sub.add_parser("retrieve", help="rank a library's sources by similarity to a task embedding")
+  p.add_argument("library", metavar="LIBRARY_DIR")
+  p.add_argument("query", metavar="EMBEDDING.npy")
+  p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
+  p.add_argument("-k", type=int, default=10)
+  p.set_defaults(fn=_cmd_retrieve)
 
   p = sub.add_parser("smoke", help="tiny end-to-end forward/decode run (no downloads)")
   p.add_argument("--checkpoint", help="t5x or HF checkpoint directory (default: random weights)")

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import gin
 
-from spot_jax import peft
+from spot_jax import embedded, peft
 from spot_jax.data import local
 from spot_jax.train import optim, trainer
 from tasks import catalog
@@ -24,7 +24,18 @@ def class_label_init(*, labels: Sequence[str], vocabulary: str,
   return peft.ClassLabelInit(tuple(tuple(vocab.encode(w)) for w in labels), fallback=fallback)
 
 
-for _fn, _name in [(trainer.train, "train"), (inference.evaluate, "evaluate"),
+def embedded_model_dir() -> str:
+  """Path of the shipped embedded frozen model (gin: INITIAL_CHECKPOINT_PATH = @embedded_model_dir())."""
+  return str(embedded.model_dir())
+
+
+def embedded_vocabulary() -> str:
+  """Path of the shipped embedded SentencePiece model."""
+  return str(embedded.vocabulary_path())
+
+
+for _fn, _name in [(embedded_model_dir, "embedded_model_dir"),
+                   (embedded_vocabulary, "embedded_vocabulary"), (trainer.train, "train"), (inference.evaluate, "evaluate"),
                    (inference.infer, "infer"), (optim.adafactor, "adafactor"),
                    (optim.adam, "adam"), (class_label_init, "class_label_init"),
                    (peft.UniformInit, "UniformInit"), (peft.SampledVocabInit, "SampledVocabInit"),

@@ -40,12 +40,14 @@ def output_features() -> dict[str, seqio.Feature]:
 
 def register_task(name: str, *, family: str, source: seqio.DataSource,
                   preprocessors: Sequence[Callable], metric_fns: Sequence[Callable],
-                  postprocess_fn: Optional[Callable] = None) -> seqio.Task:
-  """Registers a text-to-text task: given preprocessors, then tokenize + EOS (T5's recipe)."""
+                  postprocess_fn: Optional[Callable] = None,
+                  features: Optional[dict[str, seqio.Feature]] = None) -> seqio.Task:
+  """Registers a text-to-text task: given preprocessors, then tokenize + EOS (T5's recipe).
+  `features` defaults to the T5 vocabulary's `output_features()`."""
   if name in seqio.TaskRegistry.names():
     seqio.TaskRegistry.remove(name)
   task = seqio.TaskRegistry.add(
-      name, source=source, output_features=output_features(),
+      name, source=source, output_features=features or output_features(),
       preprocessors=[*preprocessors, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
                      seqio.preprocessors.append_eos_after_trim],
       postprocess_fn=postprocess_fn, metric_fns=list(metric_fns))
@@ -107,6 +109,8 @@ def _metric_name(fn: Callable) -> str:
 
 def _is_local(source: seqio.DataSource) -> bool:
   """True when the data can be read without a download: local files present, or TFDS prepared."""
+  if isinstance(source, seqio.FunctionDataSource):  # generated in code (tasks/synthetic.py)
+    return True
   if getattr(source, "local_dataset", None):
     from spot_jax.data import local
     return (local.data_dir() / source.local_dataset).exists()

@@ -36,6 +36,7 @@ from spot_jax.model.t5 import T5
 from spot_jax.train.step import cross_entropy
 
 PAD, EOS = 0, 1
+LENGTHS = (96, 32)  # encoder inputs, decoder targets (word-level tokens; documents are ~100)
 
 
 def _documents(seed: int, start: int, count: int, workers: int) -> list[str]:
@@ -116,14 +117,14 @@ def make_batch(rng: np.random.Generator, docs: list[np.ndarray], batch: int, len
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default=str(embedded.ROOT))
-  parser.add_argument("--steps", type=int, default=30_000)
-  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=4_000)
+  parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--lr", type=float, default=3e-3)
-  parser.add_argument("--warmup", type=int, default=1_000)
-  parser.add_argument("--docs", type=int, default=200_000)
+  parser.add_argument("--warmup", type=int, default=300)
+  parser.add_argument("--docs", type=int, default=50_000)
   parser.add_argument("--vocab-size", type=int, default=512)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--log-every", type=int, default=500)
+  parser.add_argument("--log-every", type=int, default=250)
   parser.add_argument("--workers", type=int, default=os.cpu_count())
   args = parser.parse_args(argv)
   t0 = time.time()
@@ -165,12 +166,12 @@ def main(argv=None) -> int:
 
   evaluate = jax.jit(lambda p, b: loss_of(p, b)[1])
   rng = np.random.default_rng([args.seed, 1])
-  eval_batches = [make_batch(np.random.default_rng([args.seed, 2, i]), held, 256, (128, 48), sentinel0)
+  eval_batches = [make_batch(np.random.default_rng([args.seed, 2, i]), held, 256, LENGTHS, sentinel0)
                   for i in range(4)]
   history, train_losses = [], []
   for i in range(1, args.steps + 1):
     params, opt_state, metrics = step(params, opt_state,
-                                      make_batch(rng, tokens, args.batch, (128, 48), sentinel0))
+                                      make_batch(rng, tokens, args.batch, LENGTHS, sentinel0))
     train_losses.append(metrics["loss"])
     if i % args.log_every == 0 or i == args.steps:
       train_loss = float(np.mean(jax.device_get(train_losses)))

@@ -18,6 +18,7 @@ import numpy as np
 from spot_jax.data import synthetic as lang
 from spot_jax.data.synthetic import _Gen
 
+SPLITS = lang.SPLITS
 Make = Callable[[_Gen], tuple[str, str]]
 
 

@@ -112,7 +112,7 @@ def _build_registry() -> dict[str, T5Config]:
   # a T5 1.1 small enough that a prompt-tuning step takes ~0.1 s on 2 CPU cores. Pretrained
   # without dropout, and prompt tuning at this scale does not want it either.
   configs["t5_1_1_embedded"] = T5Config(vocab_size=384, emb_dim=128, num_heads=4, head_dim=32,
-                                        mlp_dim=384, num_encoder_layers=3, num_decoder_layers=3,
+                                        mlp_dim=384, num_encoder_layers=2, num_decoder_layers=2,
                                         dropout_rate=0.0, name="t5_1_1_embedded")
   return configs
 

@@ -1,0 +1,190 @@
+"""SPoT's transferability study and targeted retrieval (paper §3) over one frozen model.
+
+  1. source prompts + task embeddings: tune every source once; keep its early prompt (task
+     embedding) and best prompt (source prompt) in a PromptLibrary
+  2. target task embeddings: tune each target for `embedding_step` steps with the same protocol
+  3. the grid: every target tuned from every source prompt and from the default init (baseline),
+     for each seed, as resumable cells (spot_jax.study.grid); plus retrieval's own cells: the
+     top-k weighted average of source prompts (α_r = sim_r / Σ sim) per target and seed
+  4. tables (relative error reduction, positive transfers, retrieval summary) and figures
+
+Everything lands in OUT/: library/, cells/, results.json, report.md and the PNG figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+from etils import epath
+
+from spot_jax.library import similarity
+from spot_jax.library.store import ModelIdentity, PromptLibrary
+from spot_jax.study import figures, grid, tables
+from spot_jax.study.runner import Tuner
+from spot_jax.train.exports import params_checksum
+
+WEIGHTED = "weighted_top{k}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  sources: tuple[str, ...]
+  targets: tuple[str, ...]
+  seeds: tuple[int, ...] = (0,)
+  source_steps: int = 300
+  top_k: int = 3
+  metric: str = "token_cosine"
+  families: Optional[Mapping[str, str]] = None  # task -> family, for figures and retrieval checks
+
+
+def _say(message: str) -> None:
+  print(f"spot-jax study: {message}", file=sys.stderr, flush=True)
+
+
+def identity(tuner: Tuner, vocabulary: str) -> ModelIdentity:
+  p = tuner.protocol.prompt_length
+  return ModelIdentity(model=tuner.config.name, frozen_checksum=params_checksum(tuner.frozen),
+                       vocabulary=vocabulary, prompt_length=p, embed_dim=tuner.config.emb_dim)
+
+
+def build_library(tuner: Tuner, library: PromptLibrary, study: Study, model: ModelIdentity) -> None:
+  """Tunes each source not yet in the library (run name 'seed0')."""
+  for i, task in enumerate(study.sources):
+    if library.list(task):
+      continue
+    _say(f"source {i + 1}/{len(study.sources)}: {task}")
+    run = tuner.tune(task, seed=0, steps=study.source_steps, label="(source)")
+    family = (study.families or {}).get(task)
+    library.add(task, "seed0", identity=model, source_prompt=run.source_prompt,
+                task_embedding=run.task_embedding,
+                metadata={"score": run.best_score, "step": run.best_step, "family": family})
+
+
+def target_embeddings(tuner: Tuner, study: Study, out: epath.Path) -> dict[str, np.ndarray]:
+  """Each target's task embedding: the prompt after `embedding_step` steps (seed 0), cached."""
+  out.mkdir(parents=True, exist_ok=True)
+  embeddings = {}
+  for target in study.targets:
+    path = out / f"{target}.npy"
+    if not path.exists():
+      _say(f"embedding target {target}")
+      run = tuner.tune(target, seed=0, steps=tuner.protocol.embedding_step, label="(embedding)")
+      np.save(path, run.task_embedding)
+    embeddings[target] = np.load(path)
+  return embeddings
+
+
+def rank_sources(library: PromptLibrary, query: np.ndarray, metric: str,
+                 sources: Optional[Sequence[str]] = None) -> list[tuple[str, float]]:
+  """Library tasks ranked by task-embedding similarity to `query` [P, E], best first."""
+  entries, stacked = library.stack("task_embedding")
+  keep = [i for i, e in enumerate(entries) if sources is None or e.task in sources]
+  vectors = similarity.prompt_vectors(stacked[keep], metric)
+  order, scores = similarity.rank(similarity.prompt_vectors(query, metric), vectors)
+  return [(entries[keep[i]].task, float(s)) for i, s in zip(order, scores)]
+
+
+def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabulary: str) -> dict:
+  out = epath.Path(out)
+  library = PromptLibrary(out / "library")
+  build_library(tuner, library, study, identity(tuner, vocabulary))
+  queries = target_embeddings(tuner, study, out / "target_embeddings")
+  rankings = {t: rank_sources(library, q, study.metric, study.sources) for t, q in queries.items()}
+  weighted = WEIGHTED.format(k=study.top_k)
+
+  def run_cell(cell: grid.Cell) -> dict:
+    if cell.is_baseline:
+      init = None
+    elif cell.source == weighted:
+      top = rankings[cell.target][:study.top_k]
+      prompts = np.stack([library.get(task).source_prompt() for task, _ in top])
+      init = similarity.weighted_average(prompts, np.maximum([s for _, s in top], 1e-6))
+    else:
+      init = library.get(cell.source).source_prompt()
+    run = tuner.tune(cell.target, seed=cell.seed, init=init, label=f"from {cell.source_name}")
+    return {"score": run.best_score, "scores": run.scores, "seconds": run.seconds}
+
+  cells = grid.cells([*study.sources, weighted], study.targets, study.seeds)
+  results = grid.run_grid(cells, run_cell, out / "cells")
+  summary = summarize(results, rankings, study)
+  (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
+  write_report(out, results, summary, library, queries, study)
+  return summary
+
+
+def summarize(results: Sequence[dict], rankings: Mapping[str, list[tuple[str, float]]],
+              study: Study) -> dict:
+  """Retrieval methods' per-target scores (Table 3) and the ranking facts the paper checks."""
+  transfer = [r for r in results if r["source"] in (*study.sources, grid.BASELINE)]
+  k = study.top_k
+  weighted = WEIGHTED.format(k=k)
+  stats = tables.mean_std(results)
+  mean = {key: value[0] for key, value in stats.items()}
+  methods = {"baseline": tables.seed_scores(results, {t: None for t in study.targets}),
+             "top-1": tables.seed_scores(results, {t: rankings[t][0][0] for t in study.targets}),
+             f"best of top-{k}": tables.seed_scores(results, {
+                 t: max((s for s, _ in rankings[t][:k]), key=lambda s: mean[(s, t)])
+                 for t in study.targets}),
+             f"top-{k} weighted average": tables.seed_scores(results, {t: weighted for t in study.targets}),
+             "oracle": tables.oracle(transfer)}
+  families = study.families or {}
+  top1_in_family = {t: families.get(rankings[t][0][0]) == families.get(t) for t in study.targets}
+  correlations = {}
+  for t in study.targets:
+    sims = dict(rankings[t])
+    base = mean[(grid.BASELINE, t)]
+    pairs = [(sims[s], tables.relative_error_reduction(mean[(s, t)], base)) for s in study.sources]
+    correlations[t] = pairs
+  return {"methods": {m: {t: list(v) for t, v in s.items()} for m, s in methods.items()},
+          "rankings": {t: r for t, r in rankings.items()}, "top1_in_family": top1_in_family,
+          "similarity_vs_transfer": correlations}
+
+
+def write_report(out: epath.Path, results: Sequence[dict], summary: dict, library: PromptLibrary,
+                 queries: Mapping[str, np.ndarray], study: Study) -> epath.Path:
+  """report.md with Tables 3/6/7 analogues and Figs. 3/4/5 analogues as PNGs beside it."""
+  transfer = [r for r in results if r["source"] in (*study.sources, grid.BASELINE)]
+  sources, targets, rer = tables.transfer_table(transfer, study.sources, study.targets)
+  figures.transfer_heatmap(sources, targets, rer, out / "transfer_heatmap.png")
+  entries, stacked = library.stack("task_embedding")
+  names = [e.task for e in entries] + [f"{t} (target)" for t in queries]
+  prompts = np.concatenate([stacked, np.stack(list(queries.values()))])
+  sim = similarity.similarity_matrix(prompts, prompts, study.metric)
+  families = {**{e.task: e.family or "?" for e in entries},
+              **{f"{t} (target)": (study.families or {}).get(t, "?") for t in queries}}
+  figures.similarity_clustermap(names, sim, out / "task_similarity.png", families)
+  per_target = {t: tuple(map(list, zip(*pairs))) for t, pairs in summary["similarity_vs_transfer"].items()}
+  correlations = figures.similarity_vs_transfer(per_target, out / "similarity_vs_transfer.png")
+  summary["pearson"] = {t: list(rp) for t, rp in correlations.items()}
+
+  rows = tables.retrieval_summary(summary["methods"])
+  lines = ["# SPoT study report", "",
+           f"{len(study.sources)} sources × {len(study.targets)} targets × seeds {list(study.seeds)}; "
+           f"similarity: {study.metric}; top-k = {study.top_k}.", "",
+           "## Retrieval (Table 3 analogue)", "",
+           tables.markdown_table(["method", "mean score", "std over seeds", "abs. gain", "rel. gain %"],
+                                 [(r.method, r.mean, r.std, r.abs_gain, r.rel_gain) for r in rows]),
+           "", "## Ranked sources per target", ""]
+  for t, ranking in summary["rankings"].items():
+    top = ", ".join(f"{s} ({v:.3f})" for s, v in ranking[:5])
+    lines.append(f"- **{t}**: {top}; top-1 in the target's family: "
+                 f"{'yes' if summary['top1_in_family'][t] else 'no'}")
+  lines += ["", "## Relative error reduction % over the baseline (Table 6 analogue)", "",
+            tables.markdown_table(["source \\ target", *targets],
+                                  [(s, *row) for s, row in zip(sources, rer)]),
+            "", "## Positive transfers (Table 7 analogue)", ""]
+  positives = tables.positive_transfers(transfer)
+  lines.append(tables.markdown_table(["source", "target", "mean", "baseline", "gain"],
+                                     [tuple(p) for p in positives]) if positives else "none")
+  lines += ["", "## Similarity vs transfer (Fig. 5 analogue): Pearson r, p", "",
+            tables.markdown_table(["target", "r", "p"],
+                                  [(t, r, p) for t, (r, p) in correlations.items()], floatfmt=".3f"),
+            "", "![transfer](transfer_heatmap.png)", "![similarity](task_similarity.png)",
+            "![similarity vs transfer](similarity_vs_transfer.png)", ""]
+  path = out / "report.md"
+  path.write_text("\n".join(lines))
+  return path

@@ -1,0 +1,71 @@
+"""The embedded universe's tasks (spot_jax.data.synthetic_tasks) as seqio tasks `synthetic_*`.
+
+Tokenized with the embedded model's SentencePiece vocabulary (spot_jax/embedded), generated lazily
+in code (no files), deterministic for a seed. Classification and extractive tasks score exact-match
+accuracy of the decoded text; the similarity regressions score Pearson/Spearman of the decoded number.
+Mixture `synthetic_sources`: all 16 source tasks, examples-proportional (SPoT's generic source prompt).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import seqio
+import tensorflow as tf
+
+from spot_jax import embedded
+from spot_jax.data import metrics, synthetic_tasks
+from tasks import catalog
+
+SOURCES_MIXTURE = "synthetic_sources"
+FEATURE_LENGTHS = {"inputs": 80, "targets": 8}  # every synthetic input fits in 80 word tokens
+
+
+@functools.lru_cache(maxsize=1)
+def vocabulary() -> seqio.SentencePieceVocabulary:
+  return seqio.SentencePieceVocabulary(str(embedded.VOCABULARY), extra_ids=embedded.EXTRA_IDS)
+
+
+def _features() -> dict[str, seqio.Feature]:
+  vocab = vocabulary()
+  return {"inputs": seqio.Feature(vocab, add_eos=True, required=False),
+          "targets": seqio.Feature(vocab, add_eos=True)}
+
+
+def _dataset_fn(split: str, shuffle_files: bool, seed=None, *, name: str) -> tf.data.Dataset:
+  del shuffle_files, seed  # examples are indexed; seqio shuffles the stream itself
+  return tf.data.Dataset.from_generator(
+      lambda: synthetic_tasks.examples(name, split),
+      output_signature={"inputs": tf.TensorSpec((), tf.string),
+                        "targets": tf.TensorSpec((), tf.string), "idx": tf.TensorSpec((), tf.int32)})
+
+
+def register(spec: synthetic_tasks.TaskSpec) -> seqio.Task:
+  source = seqio.FunctionDataSource(
+      functools.partial(_dataset_fn, name=spec.name), splits=synthetic_tasks.SPLITS,
+      num_input_examples=dict(zip(synthetic_tasks.SPLITS, spec.sizes)))
+  regression = spec.kind == "regression"
+  return catalog.register_task(
+      spec.name, family=f"synthetic_{spec.family}", source=source, preprocessors=[],
+      metric_fns=[metrics.pearson_spearman if regression else metrics.accuracy],
+      postprocess_fn=metrics.string_to_float if regression else None, features=_features())
+
+
+for _spec in synthetic_tasks.TASKS.values():
+  register(_spec)
+catalog.register_mixture(SOURCES_MIXTURE, synthetic_tasks.SOURCE_TASKS)
+
+
+@functools.lru_cache(maxsize=None)
+def feature_lengths(name: str) -> dict[str, int]:
+  """Tight lengths for one synthetic task or the sources mixture: the longest of 300 examples per
+  split in word pieces (the vocabulary has one piece per word) + EOS, rounded up to a multiple of 8.
+  Shorter than FEATURE_LENGTHS, so studies spend less time on padding."""
+  names = synthetic_tasks.SOURCE_TASKS if name == SOURCES_MIXTURE else (name,)
+  longest = {"inputs": 0, "targets": 0}
+  for task in names:
+    for split in synthetic_tasks.SPLITS:
+      for ex in synthetic_tasks.examples(task, split, limit=300):
+        for key in longest:
+          longest[key] = max(longest[key], len(ex[key].split()) + 1)
+  return {key: min(-(-n // 8) * 8, FEATURE_LENGTHS[key]) for key, n in longest.items()}

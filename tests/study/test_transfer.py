@@ -1,0 +1,68 @@
+"""The transfer study end to end on the embedded tasks with a tiny random frozen model: library,
+target embeddings, grid, retrieval summary, report and figures; a rerun recomputes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spot_jax.data import synthetic_tasks
+from spot_jax.library.store import PromptLibrary
+from spot_jax.model.config import get_config
+from spot_jax.model.params import init_params
+from spot_jax.study import runner, transfer
+from tasks import synthetic
+
+SOURCES = ("synthetic_sent_opinion", "synthetic_cola_order", "synthetic_mc_usage")
+TARGET = "synthetic_sent_mood"
+
+
+@pytest.fixture(scope="module")
+def tuner():
+  config = get_config("t5_1_1_test")
+  protocol = runner.Protocol(steps=4, eval_every=2, batch_size=8, prompt_length=4, embedding_step=2,
+                             num_eval_examples=16, eval_batch_size=16, vocab_limit=279)
+  return runner.Tuner(config, init_params(config, 0), protocol,
+                      feature_lengths=synthetic.feature_lengths, log=None)
+
+
+def test_study_writes_report_and_resumes(tuner, tmp_path, monkeypatch):
+  families = {n: s.family for n, s in synthetic_tasks.TASKS.items()}
+  study = transfer.Study(sources=SOURCES, targets=(TARGET,), seeds=(0,), source_steps=4, top_k=2,
+                         families=families)
+  summary = transfer.run_study(tuner, study, tmp_path, vocabulary="test")
+  library = PromptLibrary(tmp_path / "library")
+  assert sorted(e.task for e in library.list()) == sorted(SOURCES)
+  ranking = summary["rankings"][TARGET]
+  assert sorted(s for s, _ in ranking) == sorted(SOURCES)
+  assert [v for _, v in ranking] == sorted((v for _, v in ranking), reverse=True)
+  methods = summary["methods"]
+  assert set(methods) == {"baseline", "top-1", "best of top-2", "top-2 weighted average", "oracle"}
+  assert methods["oracle"][TARGET][0] >= max(methods[m][TARGET][0] for m in ("top-1", "best of top-2"))
+  for name in ("report.md", "transfer_heatmap.png", "task_similarity.png",
+               "similarity_vs_transfer.png", "results.json"):
+    assert (tmp_path / name).stat().st_size > 0, name
+  assert "Table 3" in (tmp_path / "report.md").read_text()
+  json.loads((tmp_path / "results.json").read_text())
+
+  def no_tuning(*args, **kwargs):
+    raise AssertionError("a finished study must not tune again")
+  monkeypatch.setattr(tuner, "tune", no_tuning)
+  again = transfer.run_study(tuner, study, tmp_path, vocabulary="test")
+  assert again["methods"] == summary["methods"]
+
+
+def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
+  library = PromptLibrary(tmp_path / "lib")
+  identity = transfer.identity(tuner, "test")
+  rng = np.random.default_rng(0)
+  for task in SOURCES:
+    library.add(task, "seed0", identity=identity, source_prompt=rng.normal(size=(4, 32)),
+                task_embedding=rng.normal(size=(4, 32)))
+  query = library.get(SOURCES[1]).task_embedding()
+  ranking = transfer.rank_sources(library, query, "token_cosine")
+  assert ranking[0][0] == SOURCES[1] and ranking[0][1] == pytest.approx(
+      float(np.mean(query / np.linalg.norm(query, axis=1, keepdims=True), 0) @
+            np.mean(query / np.linalg.norm(query, axis=1, keepdims=True), 0)))
