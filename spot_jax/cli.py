@@ -127,7 +127,8 @@ def _cmd_retrieve(args: argparse.Namespace) -> None:
   from spot_jax.peft import load_prompt_file
   from spot_jax.study.transfer import rank_sources
   library = PromptLibrary(args.library)
-  ranking = rank_sources(library, load_prompt_file(args.query), args.metric)
+  ranking = rank_sources(library, load_prompt_file(args.query), args.metric,
+                         center=not args.no_center)
   for i, (task, score) in enumerate(ranking[:args.k], 1):
     print(f"{i:3d}. {task:<36s} {score:.4f}")
 
@@ -218,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("query", metavar="EMBEDDING.npy")
   p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
   p.add_argument("-k", type=int, default=10)
+  p.add_argument("--no_center", action="store_true",
+                 help="compare raw embeddings (default: subtract the library's mean embedding)")
   p.set_defaults(fn=_cmd_retrieve)
 
   p = sub.add_parser("smoke", help="tiny end-to-end forward/decode run (no downloads)")

@@ -56,9 +56,11 @@ def run_demo(out: str = "spot_demo", *, target: str = DEMO_TARGET,
              sources: Optional[Sequence[str]] = None, protocol: Protocol = DEMO_PROTOCOL,
              source_steps: int = 300) -> dict:
   start = time.perf_counter()
+  sources = tuple(sources or DEMO_SOURCES)
+  _check_tasks([*sources, target])
   print(f"spot-jax demo: SPoT on the embedded universe -> {out}/ (resumes if interrupted)",
         file=sys.stderr, flush=True)
-  summary = study(out, sources=sources or DEMO_SOURCES, targets=[target], seeds=[0],
+  summary = study(out, sources=sources, targets=[target], seeds=[0],
                   protocol=protocol, source_steps=source_steps)
   rows = tables.retrieval_summary(summary["methods"])
   print(tables.markdown_table(["method", f"{target} score", "gain over baseline"],

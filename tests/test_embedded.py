@@ -15,23 +15,19 @@ from spot_jax import embedded
 from spot_jax.checkpoints import load_checkpoint
 from spot_jax.data import synthetic_tasks
 from spot_jax.model.config import get_config
-from spot_jax.model.params import check_params
+from spot_jax.model.params import check_params, flatten
 
 
 def test_shipped_checkpoint_matches_its_recorded_config():
   config, params = load_checkpoint(embedded.model_dir())
   record = embedded.record()
   assert config == get_config(embedded.MODEL_CONFIG) == get_config(record["model_config"])
-  check_params(params, config)
-  assert sum(np.asarray(x).size for x in _leaves(params)) == record["num_params"]
+  flat = flatten(params)
+  check_params(flat, config)
+  assert sum(np.asarray(x).size for x in flat.values()) == record["num_params"]
   assert record["final"]["eval_loss"] < record["history"][0]["eval_loss"]
   size = sum(f.stat().st_size for f in embedded.ROOT.rglob("*") if f.is_file())
   assert size < 30e6
-
-
-def _leaves(tree):
-  return [v for v in (tree.values() if isinstance(tree, dict) else [tree])
-          for v in (_leaves(v) if isinstance(v, dict) else [v])]
 
 
 def test_vocabulary_covers_every_task_and_fits_the_model():

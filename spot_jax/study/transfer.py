@@ -38,6 +38,7 @@ class Study:
   source_steps: int = 300
   top_k: int = 3
   metric: str = "token_cosine"
+  center: bool = True  # subtract the library's mean task embedding before comparing (rank_sources)
   families: Optional[Mapping[str, str]] = None  # task -> family, for figures and retrieval checks
 
 
@@ -79,12 +80,18 @@ def target_embeddings(tuner: Tuner, study: Study, out: epath.Path) -> dict[str, 
 
 
 def rank_sources(library: PromptLibrary, query: np.ndarray, metric: str,
-                 sources: Optional[Sequence[str]] = None) -> list[tuple[str, float]]:
-  """Library tasks ranked by task-embedding similarity to `query` [P, E], best first."""
+                 sources: Optional[Sequence[str]] = None,
+                 center: bool = True) -> list[tuple[str, float]]:
+  """Library tasks ranked by task-embedding similarity to `query` [P, E], best first.
+
+  center: subtract the library's mean embedding from every embedding and the query first. Short
+  tunings from one shared init stay close to it, and raw cosines then mostly measure the init.
+  """
   entries, stacked = library.stack("task_embedding")
   keep = [i for i, e in enumerate(entries) if sources is None or e.task in sources]
-  vectors = similarity.prompt_vectors(stacked[keep], metric)
-  order, scores = similarity.rank(similarity.prompt_vectors(query, metric), vectors)
+  mean = stacked[keep].mean(0) if center else 0.0
+  vectors = similarity.prompt_vectors(stacked[keep] - mean, metric)
+  order, scores = similarity.rank(similarity.prompt_vectors(query - mean, metric), vectors)
   return [(entries[keep[i]].task, float(s)) for i, s in zip(order, scores)]
 
 
@@ -93,7 +100,8 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
   library = PromptLibrary(out / "library")
   build_library(tuner, library, study, identity(tuner, vocabulary))
   queries = target_embeddings(tuner, study, out / "target_embeddings")
-  rankings = {t: rank_sources(library, q, study.metric, study.sources) for t, q in queries.items()}
+  rankings = {t: rank_sources(library, q, study.metric, study.sources, study.center)
+              for t, q in queries.items()}
   weighted = WEIGHTED.format(k=study.top_k)
 
   def run_cell(cell: grid.Cell) -> dict:
@@ -153,6 +161,7 @@ def write_report(out: epath.Path, results: Sequence[dict], summary: dict, librar
   entries, stacked = library.stack("task_embedding")
   names = [e.task for e in entries] + [f"{t} (target)" for t in queries]
   prompts = np.concatenate([stacked, np.stack(list(queries.values()))])
+  prompts = prompts - (stacked.mean(0) if study.center else 0.0)  # as rank_sources compares them
   sim = similarity.similarity_matrix(prompts, prompts, study.metric)
   families = {**{e.task: e.family or "?" for e in entries},
               **{f"{t} (target)": (study.families or {}).get(t, "?") for t in queries}}

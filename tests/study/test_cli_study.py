@@ -1,0 +1,33 @@
+"""`spot-jax retrieve`, and one-line errors of `demo` / `study transfer` / `embed` on bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spot_jax import cli
+from spot_jax.library.store import ModelIdentity, PromptLibrary
+
+
+def test_retrieve_prints_the_ranking(tmp_path, capsys):
+  identity = ModelIdentity("m", "sha256:0", "v", 4, 8)
+  library = PromptLibrary(tmp_path / "lib")
+  rng = np.random.default_rng(0)
+  embeddings = {task: rng.normal(size=(4, 8)) for task in ("a_task", "b_task", "c_task")}
+  for task, emb in embeddings.items():
+    library.add(task, "seed0", identity=identity, task_embedding=emb, source_prompt=emb)
+  np.save(tmp_path / "q.npy", embeddings["b_task"] + 0.01 * rng.normal(size=(4, 8)))
+  assert cli.main(["retrieve", str(tmp_path / "lib"), str(tmp_path / "q.npy"), "-k", "2"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 2 and lines[0].split()[1] == "b_task"
+  assert cli.main(["retrieve", str(tmp_path / "lib"), str(tmp_path / "q.npy"), "--no_center"]) == 0
+  assert capsys.readouterr().out.splitlines()[0].split()[1] == "b_task"
+
+
+def test_unknown_tasks_fail_with_one_line(tmp_path, capsys):
+  for argv in (["demo", "--out", str(tmp_path / "d"), "--target", "glue_rte_v2"],
+               ["study", "transfer", "--out", str(tmp_path / "s"), "--targets", "nope"],
+               ["embed", "nope", str(tmp_path / "e.npy")]):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown embedded task" in err[0], err
+  assert not (tmp_path / "d").exists() and not (tmp_path / "s").exists()
