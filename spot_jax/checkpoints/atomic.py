@@ -1,4 +1,5 @@
-"""Write a whole directory or nothing: build it under a temporary name, then rename it into place."""
+"""Write a whole file or directory or nothing: build it under a temporary name, then rename it into
+place, so readers never see half of it."""
 
 from __future__ import annotations
 
@@ -35,3 +36,21 @@ def atomic_directory(path: str | epath.PathLike, *, overwrite: bool = False) -> 
     old.rmtree()
   else:
     tmp.rename(path)
+
+
+def atomic_write(path: str | epath.PathLike, data: bytes | str) -> epath.Path:
+  """Writes `data` to a temporary file beside `path` and renames it into place; creates parents."""
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+  try:
+    if isinstance(data, str):
+      tmp.write_text(data)
+    else:
+      tmp.write_bytes(data)
+    tmp.replace(path)
+  except BaseException:
+    if tmp.exists():
+      tmp.unlink()
+    raise
+  return path

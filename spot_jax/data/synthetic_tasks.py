@@ -29,8 +29,9 @@ class TaskSpec:
   role: str                 # "source" or "target"
   make: Make
   sizes: tuple[int, int, int]  # train, validation, test
-  classes: Optional[tuple[str, ...]] = None  # None: free text (QA) or regression
+  classes: Optional[tuple[str, ...]] = None  # label words; None: free text (QA) or regression
   kind: str = "classification"  # "classification" | "regression" | "extractive"
+  verbalizer: Optional[dict[str, str]] = None  # generator's label -> label word of the language
 
 
 # ------------------------------------------------------------------------------------ sentiment
@@ -315,40 +316,61 @@ def _wsd_wic(g):
 
 # ------------------------------------------------------------------------------------- registry
 
-def _spec(name, family, role, make, train, classes=None, kind="classification"):
+def _spec(name, family, role, make, train, verbalizer=None, kind="classification"):
+  """Label words are words of the language that pretraining made the decoder produce (like T5's
+  English label words); a label the corpus never says would have to be learned from nothing."""
   evaluation = (500, 500) if role == "source" else (300, 500)
-  return TaskSpec(f"synthetic_{name}", family, role, make, (train, *evaluation), classes, kind)
+  classes = tuple(verbalizer.values()) if verbalizer else None
+  return TaskSpec(f"synthetic_{name}", family, role, make, (train, *evaluation), classes, kind,
+                  verbalizer)
 
 
-_SENT, _NLI2 = ("positive", "negative"), ("entailment", "not_entailment")
+def _words(labels: str, words: str) -> dict[str, str]:
+  return dict(zip(labels.split(), words.split()))
+
+
+_NLI3 = ("entailment", "neutral", "contradiction")
+_NLI = _words("entailment neutral contradiction not_entailment", "indeed later not not")
+_NLI3_WORDS = {k: _NLI[k] for k in _NLI3}
 TASKS: dict[str, TaskSpec] = {t.name: t for t in [
-    _spec("sent_opinion", "sentiment", "source", _sent_opinion, 20_000, _SENT),
-    _spec("sent_review", "sentiment", "source", _sent_review, 12_000, _SENT),
-    _spec("sent_rating", "sentiment", "source", _sent_rating, 15_000, (*_SENT, "neutral")),
-    _spec("nli_location", "nli", "source", _nli_location, 20_000, _NLI3),
-    _spec("nli_possession", "nli", "source", _nli_possession, 12_000, _NLI3),
-    _spec("nli_mixed", "nli", "source", _nli_mixed, 15_000, _NLI3),
-    _spec("para_pair", "paraphrase", "source", _para_pair, 20_000, ("duplicate", "different")),
-    _spec("para_story", "paraphrase", "source", _para_story, 10_000, ("equivalent", "different")),
+    _spec("sent_opinion", "sentiment", "source", _sent_opinion, 20_000,
+          _words("positive negative", "smiles frowns")),
+    _spec("sent_review", "sentiment", "source", _sent_review, 12_000,
+          _words("positive negative", "laughs cries")),
+    _spec("sent_rating", "sentiment", "source", _sent_rating, 15_000,
+          _words("positive negative neutral", "sings groans still")),
+    _spec("nli_location", "nli", "source", _nli_location, 20_000, _NLI3_WORDS),
+    _spec("nli_possession", "nli", "source", _nli_possession, 12_000, _NLI3_WORDS),
+    _spec("nli_mixed", "nli", "source", _nli_mixed, 15_000, _NLI3_WORDS),
+    _spec("para_pair", "paraphrase", "source", _para_pair, 20_000,
+          _words("duplicate different", "still other")),
+    _spec("para_story", "paraphrase", "source", _para_story, 10_000,
+          _words("equivalent different", "indeed other")),
     _spec("para_sts", "paraphrase", "source", _para_sts, 15_000, kind="regression"),
     _spec("qa_where", "qa", "source", _qa_where, 20_000, kind="extractive"),
     _spec("qa_what", "qa", "source", _qa_what, 12_000, kind="extractive"),
     _spec("mc_usage", "multiple_choice", "source", _mc_usage, 15_000, kind="extractive"),
     _spec("mc_domain", "multiple_choice", "source", _mc_domain, 10_000, kind="extractive"),
-    _spec("cola_order", "acceptability", "source", _cola_order, 20_000, ("acceptable", "unacceptable")),
+    _spec("cola_order", "acceptability", "source", _cola_order, 20_000,
+          _words("acceptable unacceptable", "still not")),
     _spec("cola_missing", "acceptability", "source", _cola_missing, 10_000,
-          ("acceptable", "unacceptable")),
-    _spec("wsd_sense", "word_sense", "source", _wsd_sense, 15_000, tuple(lang.lexicon().domains)),
-    _spec("sent_mood", "sentiment", "target", _sent_mood, 1_000, ("good", "bad")),
-    _spec("sent_story", "sentiment", "target", _sent_story, 500, _SENT),
-    _spec("nli_cb", "nli", "target", _nli_cb, 250, _NLI3),
-    _spec("nli_rte", "nli", "target", _nli_rte, 2_000, _NLI2),
-    _spec("para_mrpc", "paraphrase", "target", _para_mrpc, 1_000, ("yes", "no")),
+          _words("acceptable unacceptable", "indeed not")),
+    _spec("wsd_sense", "word_sense", "source", _wsd_sense, 15_000,
+          {d: d for d in lang.lexicon().domains}),
+    _spec("sent_mood", "sentiment", "target", _sent_mood, 1_000,
+          _words("good bad", "cheers sighs")),
+    _spec("sent_story", "sentiment", "target", _sent_story, 500,
+          _words("positive negative", "smiles frowns")),
+    _spec("nli_cb", "nli", "target", _nli_cb, 250, _NLI3_WORDS),
+    _spec("nli_rte", "nli", "target", _nli_rte, 2_000,
+          {k: _NLI[k] for k in ("entailment", "not_entailment")}),
+    _spec("para_mrpc", "paraphrase", "target", _para_mrpc, 1_000, _words("yes no", "still not")),
     _spec("para_sts_small", "paraphrase", "target", _para_sts_small, 500, kind="regression"),
     _spec("qa_who", "qa", "target", _qa_who, 1_000, kind="extractive"),
     _spec("mc_copa", "multiple_choice", "target", _mc_copa, 400, kind="extractive"),
-    _spec("cola_judge", "acceptability", "target", _cola_judge, 1_000, ("yes", "no")),
-    _spec("wsd_wic", "word_sense", "target", _wsd_wic, 1_000, ("same", "different")),
+    _spec("cola_judge", "acceptability", "target", _cola_judge, 1_000, _words("yes no", "so not")),
+    _spec("wsd_wic", "word_sense", "target", _wsd_wic, 1_000,
+          _words("same different", "still other")),
 ]}
 SOURCE_TASKS = tuple(n for n, t in TASKS.items() if t.role == "source")
 TARGET_TASKS = tuple(n for n, t in TASKS.items() if t.role == "target")
@@ -367,6 +389,7 @@ def example(name: str, split: str, index: int, seed: int = 0) -> dict:
   for attempt in range(10_000):
     g = _Gen(lang.lexicon(), np.random.default_rng([seed, task_id, split_id, index, attempt]))
     inputs, targets = spec.make(g)
+    targets = (spec.verbalizer or {}).get(targets, targets)
     if _split_of(inputs) == split:
       return {"inputs": inputs, "targets": targets, "idx": index}
   raise RuntimeError(f"{name}: no {split} example after 10000 draws")  # unreachable in practice

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 from etils import epath
 
-from spot_jax.checkpoints.atomic import atomic_directory
+from spot_jax.checkpoints.atomic import atomic_directory, atomic_write
 from spot_jax.errors import SpotError
 from spot_jax.peft.prompts import PromptError, load_prompt_file
 from spot_jax.train.exports import read_export, write_prompt
@@ -315,11 +315,8 @@ class PromptLibrary:
     return self.path / "entries" / task / run
 
   def _write_library_file(self, identity: ModelIdentity) -> None:
-    self.path.mkdir(parents=True, exist_ok=True)
-    tmp = self.path / f".{LIBRARY_FILE}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.write_text(json.dumps({"format": FORMAT, "model": identity.to_dict()}, indent=2,
-                              sort_keys=True))
-    tmp.replace(self.path / LIBRARY_FILE)
+    atomic_write(self.path / LIBRARY_FILE,
+                 json.dumps({"format": FORMAT, "model": identity.to_dict()}, indent=2, sort_keys=True))
 
 
 def _check_name(name: str, what: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import uuid
 from typing import Protocol, Union
 
 import jax
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
+from spot_jax.checkpoints.atomic import atomic_write
 from spot_jax.errors import SpotError
 
 Array = Union[np.ndarray, jax.Array]
@@ -75,18 +75,9 @@ def save_prompt_file(path: str | epath.PathLike, prompt: Array) -> None:
   prompt = np.asarray(prompt, dtype=np.float32)
   if prompt.ndim != 2:
     raise PromptError(f"a prompt to save must be [length, embed], got shape {prompt.shape}")
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
   buf = io.BytesIO()
   np.save(buf, prompt, allow_pickle=False)
-  tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-  try:
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
-  except BaseException:
-    if tmp.exists():
-      tmp.unlink()
-    raise
+  atomic_write(path, buf.getvalue())
 
 
 def _check_prompt(prompt: np.ndarray, what: str, length: int, embed: int) -> None:

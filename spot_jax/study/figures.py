@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import uuid
 from typing import Mapping, Optional, Sequence
 
 from etils import epath
@@ -27,6 +26,7 @@ from scipy import stats
 from scipy.cluster import hierarchy
 from scipy.spatial import distance
 
+from spot_jax.checkpoints.atomic import atomic_write
 from spot_jax.errors import SpotError
 
 DPI = 150
@@ -41,17 +41,7 @@ def _save(fig: mfigure.Figure, path: str | epath.PathLike, dpi: int) -> epath.Pa
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
   fig.clear()  # drop the artists now; the figure is garbage once this returns
-  path = epath.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-  try:
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
-  except BaseException:
-    if tmp.exists():
-      tmp.unlink()
-    raise
-  return path
+  return atomic_write(path, buf.getvalue())
 
 
 def transfer_heatmap(sources: Sequence[str], targets: Sequence[str], matrix: np.ndarray,

@@ -16,12 +16,12 @@ import dataclasses
 import json
 import numbers
 import sys
-import uuid
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from etils import epath
 import tqdm
 
+from spot_jax.checkpoints.atomic import atomic_write
 from spot_jax.errors import SpotError
 
 # The `source` of a baseline cell in its key, its path and its result record.
@@ -132,16 +132,7 @@ def _record(cell: Cell, result: Mapping[str, Any]) -> dict[str, Any]:
 
 def _write_json_atomic(path: epath.Path, record: Mapping[str, Any]) -> None:
   """Writes `record` to `path` so that readers see the whole file or none of it."""
-  text = json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n"
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-  try:
-    tmp.write_text(text)
-    tmp.replace(path)
-  except BaseException:
-    if tmp.exists():
-      tmp.unlink()
-    raise
+  atomic_write(path, json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
 def _read_record(path: epath.Path) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import numpy as np
 from etils import epath
 
 from spot_jax import __version__
+from spot_jax.checkpoints.atomic import atomic_write
 from spot_jax.model.params import flatten
 from spot_jax.peft import load_prompt_file, save_prompt_file
 
@@ -57,9 +58,7 @@ def write_prompt(path: str | epath.PathLike, prompt: Any, record: Mapping[str, A
   save_prompt_file(path, prompt)
   sidecar = {**record, "prompt_length": int(prompt.shape[0]), "embed_dim": int(prompt.shape[1]),
              "spot_jax_version": __version__}
-  tmp = path.parent / f".{path.stem}.json.tmp"
-  tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=True))
-  tmp.replace(path.with_suffix(".json"))
+  atomic_write(path.with_suffix(".json"), json.dumps(sidecar, indent=2, sort_keys=True))
   return path
 
 
