@@ -22,7 +22,7 @@ from etils import epath
 
 from spot_jax import embedded
 from spot_jax.checkpoints import load_checkpoint
-from spot_jax.data import synthetic_tasks
+from spot_jax.data import synthetic, synthetic_tasks
 from spot_jax.study import grid, runner, tables
 from tasks import synthetic as synthetic_seqio
 
@@ -32,12 +32,27 @@ def tuner(protocol: runner.Protocol, frozen=None) -> runner.Tuner:
   return runner.Tuner(config, frozen, protocol, feature_lengths=synthetic_seqio.feature_lengths)
 
 
+def _categories() -> list[set[str]]:
+  lex = synthetic.lexicon()
+  return [set(lex.people), {p for ps in lex.places for p in ps},
+          {w for objs in lex.objects for pair in objs for w in pair}]
+
+
 def trivial_baseline(task: str) -> float:
-  """Majority-class share of the validation split (x100); 0 correlation for regressions."""
+  """The score of guessing (x100): majority class for classification; for extractive tasks the
+  expected accuracy of picking a random word of the answer's kind (person, place, object) from the
+  input; 0 correlation for regressions."""
   spec = synthetic_tasks.TASKS[task]
+  examples = list(synthetic_tasks.examples(task, "validation"))
   if spec.kind == "regression":
     return 0.0
-  counts = collections.Counter(e["targets"] for e in synthetic_tasks.examples(task, "validation"))
+  if spec.kind == "extractive":
+    chances = []
+    for e in examples:
+      kind = next(c for c in _categories() if e["targets"] in c)
+      chances.append(1.0 / len(kind & set(e["inputs"].split())))
+    return 100.0 * float(np.mean(chances))
+  counts = collections.Counter(e["targets"] for e in examples)
   return 100.0 * counts.most_common(1)[0][1] / sum(counts.values())
 
 

@@ -3,6 +3,7 @@ SentencePiece vocabulary trained on the same text, into spot_jax/embedded/.
 
   python tools/pretrain_embedded.py                        # the shipped model (see its pretrain.json)
   python tools/pretrain_embedded.py --steps 300 --out /tmp/emb   # a quick check
+  python tools/pretrain_embedded.py --init spot_jax/embedded --first-doc 50000   # continue training
 
 Objectives, half of each batch each: T5 span corruption (15 % noise, mean span 3, sentinels
 <extra_id_k>) and prefix LM (a document cut at a random point; predict the continuation). The text is
@@ -28,7 +29,7 @@ import optax
 import sentencepiece as spm
 
 from spot_jax import embedded
-from spot_jax.checkpoints.hf import write_hf_checkpoint
+from spot_jax.checkpoints.hf import read_hf_checkpoint, write_hf_checkpoint
 from spot_jax.data import synthetic, synthetic_tasks
 from spot_jax.model.config import get_config
 from spot_jax.model.params import init_params
@@ -126,14 +127,24 @@ def main(argv=None) -> int:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--log-every", type=int, default=250)
   parser.add_argument("--workers", type=int, default=os.cpu_count())
+  parser.add_argument("--init", help="continue from a directory this tool wrote (its model and "
+                      "vocabulary are kept); default: a fresh model and vocabulary")
+  parser.add_argument("--first-doc", type=int, default=0,
+                      help="index of the first corpus document (fresh text when continuing)")
   args = parser.parse_args(argv)
   t0 = time.time()
   out = os.path.abspath(args.out)
   os.makedirs(out, exist_ok=True)
 
-  docs = _documents(args.seed, 0, args.docs, args.workers)
-  held_out = _documents(args.seed, args.docs, 1_000, args.workers)
-  sp_model = train_vocabulary(docs[:20_000], args.vocab_size)
+  docs = _documents(args.seed, args.first_doc, args.docs, args.workers)
+  held_out = _documents(args.seed, 10_000_000, 1_000, args.workers)  # never a training document
+  if args.init:
+    with open(os.path.join(args.init, "sentencepiece.model"), "rb") as f:
+      sp_model = f.read()
+    with open(os.path.join(args.init, "pretrain.json")) as f:
+      previous = json.load(f)
+  else:
+    sp_model, previous = train_vocabulary(docs[:20_000], args.vocab_size), None
   sp = spm.SentencePieceProcessor(model_proto=sp_model)
   config = get_config(embedded.MODEL_CONFIG)
   if sp.get_piece_size() + embedded.EXTRA_IDS > config.vocab_size:
@@ -147,7 +158,8 @@ def main(argv=None) -> int:
         f"{jax.devices()[0].platform}", flush=True)
 
   model = T5(config)
-  params = init_params(config, args.seed)
+  params = (read_hf_checkpoint(os.path.join(args.init, "model"))[1] if args.init
+            else init_params(config, args.seed))
   warmup = min(args.warmup, args.steps // 10)
   schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warmup, args.steps, args.lr / 10)
   optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.01))
@@ -191,6 +203,9 @@ def main(argv=None) -> int:
              "args": vars(args) | {"out": None}, "device": jax.devices()[0].device_kind,
              "jax": jax.__version__, "wall_time_s": round(time.time() - t0, 1),
              "final": history[-1], "history": history, "model_config": config.name,
+             "total_steps": args.steps + (previous.get("total_steps", previous["args"]["steps"])
+                                          if previous else 0),
+             "previous": {k: v for k, v in (previous or {}).items() if k != "history"} or None,
              "num_params": int(sum(x.size for x in jax.tree.leaves(params)))}
   with open(os.path.join(out, "pretrain.json"), "w") as f:
     json.dump(summary, f, indent=1)
