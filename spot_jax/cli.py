@@ -91,7 +91,16 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
           f"{','.join(row['metrics']):<28s} {'local' if row['local'] else '-'}")
 
 
+def _quiet() -> None:
+  """Long study/demo runs print their own progress; keep TensorFlow's and seqio's advice out of it."""
+  import os
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from absl import logging
+  logging.set_verbosity(logging.ERROR)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
+  _quiet()
   from spot_jax import demo
   demo.run_demo(args.out, target=args.target)
 
@@ -103,6 +112,7 @@ def _protocol(args: argparse.Namespace):
 
 
 def _cmd_study(args: argparse.Namespace) -> None:
+  _quiet()
   from spot_jax import demo
   from spot_jax.data import synthetic_tasks
   demo.study(args.out, sources=args.sources or synthetic_tasks.SOURCE_TASKS,
@@ -113,6 +123,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
+  _quiet()
   import numpy as np
   from spot_jax import demo
   demo._check_tasks([args.task])
