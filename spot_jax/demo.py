@@ -19,11 +19,11 @@ from spot_jax.study import tables
 from spot_jax.study.runner import Protocol, Tuner
 from spot_jax.study.transfer import Study, run_study
 
-# One data-rich source per family, and a target whose family has exactly one of them.
+# One data-rich source per family, and a held-out target whose family has exactly one of them.
 DEMO_SOURCES = ("synthetic_sent_opinion", "synthetic_nli_mixed", "synthetic_para_pair",
                 "synthetic_qa_where", "synthetic_mc_usage", "synthetic_cola_order",
                 "synthetic_wsd_sense")
-DEMO_TARGET = "synthetic_nli_rte"
+DEMO_TARGET = "synthetic_wsd_wic"
 DEMO_PROTOCOL = Protocol(steps=200, eval_every=100, embedding_step=50, num_eval_examples=300)
 
 
@@ -52,11 +52,11 @@ def study(out: str, *, sources: Sequence[str], targets: Sequence[str], seeds: Se
   return run_study(embedded_tuner(protocol), spec, out, vocabulary="spot_jax/embedded")
 
 
-def run_demo(out: str = "spot_demo", *, target: str = DEMO_TARGET,
+def run_demo(out: str = "spot_demo", *, target: Optional[str] = None,
              sources: Optional[Sequence[str]] = None, protocol: Protocol = DEMO_PROTOCOL,
              source_steps: int = 300) -> dict:
   start = time.perf_counter()
-  sources = tuple(sources or DEMO_SOURCES)
+  sources, target = tuple(sources or DEMO_SOURCES), target or DEMO_TARGET
   _check_tasks([*sources, target])
   print(f"spot-jax demo: SPoT on the embedded universe -> {out}/ (resumes if interrupted)",
         file=sys.stderr, flush=True)
