@@ -27,10 +27,11 @@ DEMO_TARGET = "synthetic_wsd_wic"
 DEMO_PROTOCOL = Protocol(steps=200, eval_every=100, embedding_step=50, num_eval_examples=300)
 
 
-def embedded_tuner(protocol: Protocol) -> Tuner:
+def embedded_tuner(protocol: Protocol, model=None) -> Tuner:
+  """A Tuner over the shipped model (or `model` = (config, params), to share one loaded copy)."""
   from spot_jax.checkpoints import load_checkpoint
   from tasks import synthetic
-  config, frozen = load_checkpoint(embedded.model_dir())
+  config, frozen = model or load_checkpoint(embedded.model_dir())
   return Tuner(config, frozen, protocol, feature_lengths=synthetic.feature_lengths)
 
 

@@ -23,13 +23,9 @@ from etils import epath
 from spot_jax import embedded
 from spot_jax.checkpoints import load_checkpoint
 from spot_jax.data import synthetic, synthetic_tasks
+from spot_jax.demo import embedded_tuner
 from spot_jax.study import grid, runner, tables
 from tasks import synthetic as synthetic_seqio
-
-
-def tuner(protocol: runner.Protocol, frozen=None) -> runner.Tuner:
-  config, frozen = frozen or load_checkpoint(embedded.model_dir())
-  return runner.Tuner(config, frozen, protocol, feature_lengths=synthetic_seqio.feature_lengths)
 
 
 def _categories() -> list[set[str]]:
@@ -57,7 +53,7 @@ def trivial_baseline(task: str) -> float:
 
 
 def run_sources(args) -> dict:
-  t = tuner(runner.Protocol(steps=args.source_steps, eval_every=args.source_steps // 4))
+  t = embedded_tuner(runner.Protocol(steps=args.source_steps, eval_every=args.source_steps // 4))
   cells = [grid.Cell(task, None, 0) for task in synthetic_tasks.SOURCE_TASKS]
 
   def run_cell(cell):
@@ -75,12 +71,13 @@ def run_sources(args) -> dict:
 def run_spot(args) -> dict:
   protocol = runner.Protocol(steps=args.target_steps, eval_every=args.target_steps // 3)
   model = load_checkpoint(embedded.model_dir())
-  t = tuner(protocol, model)
+  t = embedded_tuner(protocol, model)
   out = epath.Path(args.out)
   source_file = out / "spot" / "mixture_source_prompt.npy"
   if not source_file.exists():  # validated on 100 examples of each source, 3 times
-    mixture = tuner(runner.Protocol(steps=args.mixture_steps, eval_every=args.mixture_steps // 3,
-                                    num_eval_examples=100), model)
+    mixture = embedded_tuner(runner.Protocol(steps=args.mixture_steps,
+                                             eval_every=args.mixture_steps // 3,
+                                             num_eval_examples=100), model)
     source = mixture.tune(synthetic_seqio.SOURCES_MIXTURE, seed=0)
     source_file.parent.mkdir(parents=True, exist_ok=True)
     np.save(source_file, source.source_prompt)
