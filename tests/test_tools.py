@@ -37,3 +37,12 @@ def test_bench_library_prints_json_lines():
   for line in lines:
     assert line["seconds"] > 0
     assert line["entries_per_s"] == pytest.approx(line["entries"] / line["seconds"])
+
+
+def test_probe_embedded_prints_accuracies_and_chance():
+  out = subprocess.run([sys.executable, str(TOOLS / "probe_embedded.py"), "--n", "8"],
+                       capture_output=True, text=True, check=True, timeout=300).stdout
+  lines = [json.loads(line) for line in out.splitlines()]
+  assert [line["probe"] for line in lines] == ["sentiment", "recall"]
+  for line in lines:
+    assert 0 <= line["accuracy"] <= 1 and 0 < line["chance"] < 1
