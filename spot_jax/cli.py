@@ -124,12 +124,12 @@ def _cmd_study(args: argparse.Namespace) -> None:
 
 def _cmd_embed(args: argparse.Namespace) -> None:
   _quiet()
-  import numpy as np
   from spot_jax import demo
-  demo._check_tasks([args.task])
+  from spot_jax.peft import save_prompt_file
+  demo.check_tasks([args.task])
   tuner = demo.embedded_tuner(_protocol(args))
   run = tuner.tune(args.task, seed=args.seed, steps=args.embedding_step)
-  np.save(args.output, run.task_embedding)
+  save_prompt_file(args.output, run.task_embedding)
   print(f"wrote {args.output}: task embedding of {args.task} after {args.embedding_step} steps")
 
 

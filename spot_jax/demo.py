@@ -35,7 +35,7 @@ def embedded_tuner(protocol: Protocol, model=None) -> Tuner:
   return Tuner(config, frozen, protocol, feature_lengths=synthetic.feature_lengths)
 
 
-def _check_tasks(names: Sequence[str]) -> None:
+def check_tasks(names: Sequence[str]) -> None:
   unknown = [n for n in names if n not in synthetic_tasks.TASKS]
   if unknown:
     raise SpotError(f"unknown embedded task(s) {', '.join(unknown)}; known: "
@@ -45,7 +45,7 @@ def _check_tasks(names: Sequence[str]) -> None:
 def study(out: str, *, sources: Sequence[str], targets: Sequence[str], seeds: Sequence[int],
           protocol: Protocol, source_steps: int, top_k: int = 3, metric: str = "token_cosine") -> dict:
   """Runs (or resumes) a transfer study on the embedded universe; returns the summary."""
-  _check_tasks([*sources, *targets])
+  check_tasks([*sources, *targets])
   families = {name: spec.family for name, spec in synthetic_tasks.TASKS.items()}
   spec = Study(sources=tuple(sources), targets=tuple(targets), seeds=tuple(seeds),
                source_steps=source_steps, top_k=min(top_k, len(sources)), metric=metric,
@@ -58,7 +58,7 @@ def run_demo(out: str = "spot_demo", *, target: Optional[str] = None,
              source_steps: int = 300) -> dict:
   start = time.perf_counter()
   sources, target = tuple(sources or DEMO_SOURCES), target or DEMO_TARGET
-  _check_tasks([*sources, target])
+  check_tasks([*sources, target])
   print(f"spot-jax demo: SPoT on the embedded universe -> {out}/ (resumes if interrupted)",
         file=sys.stderr, flush=True)
   summary = study(out, sources=sources, targets=[target], seeds=[0],

@@ -24,6 +24,7 @@ from spot_jax import embedded
 from spot_jax.checkpoints import load_checkpoint
 from spot_jax.data import synthetic, synthetic_tasks
 from spot_jax.demo import embedded_tuner
+from spot_jax.peft import load_prompt_file, save_prompt_file
 from spot_jax.study import grid, runner, tables
 from tasks import synthetic as synthetic_seqio
 
@@ -79,9 +80,8 @@ def run_spot(args) -> dict:
                                              eval_every=args.mixture_steps // 3,
                                              num_eval_examples=100), model)
     source = mixture.tune(synthetic_seqio.SOURCES_MIXTURE, seed=0)
-    source_file.parent.mkdir(parents=True, exist_ok=True)
-    np.save(source_file, source.source_prompt)
-  source_prompt = np.load(source_file)
+    save_prompt_file(source_file, source.source_prompt)
+  source_prompt = load_prompt_file(source_file)
   cells = grid.cells([synthetic_seqio.SOURCES_MIXTURE], synthetic_tasks.TARGET_TASKS, args.seeds)
 
   def run_cell(cell):

@@ -21,8 +21,10 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from etils import epath
 
+from spot_jax.checkpoints.atomic import atomic_write
 from spot_jax.library import similarity
 from spot_jax.library.store import ModelIdentity, PromptLibrary
+from spot_jax.peft import load_prompt_file, save_prompt_file
 from spot_jax.study import figures, grid, tables
 from spot_jax.study.runner import Tuner
 from spot_jax.train.exports import params_checksum
@@ -74,8 +76,8 @@ def target_embeddings(tuner: Tuner, study: Study, out: epath.Path) -> dict[str, 
     if not path.exists():
       _say(f"embedding target {target}")
       run = tuner.tune(target, seed=0, steps=tuner.protocol.embedding_step, label="(embedding)")
-      np.save(path, run.task_embedding)
-    embeddings[target] = np.load(path)
+      save_prompt_file(path, run.task_embedding)  # atomic: a killed run leaves no half file
+    embeddings[target] = load_prompt_file(path)
   return embeddings
 
 
@@ -119,8 +121,8 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
   cells = grid.cells([*study.sources, weighted], study.targets, study.seeds)
   results = grid.run_grid(cells, run_cell, out / "cells")
   summary = summarize(results, rankings, study)
-  (out / "results.json").write_text(json.dumps(summary, indent=1, default=float))
-  write_report(out, results, summary, library, queries, study)
+  write_report(out, results, summary, library, queries, study)  # adds the Pearson r, p per target
+  atomic_write(out / "results.json", json.dumps(summary, indent=1, default=float))
   return summary
 
 
@@ -141,15 +143,12 @@ def summarize(results: Sequence[dict], rankings: Mapping[str, list[tuple[str, fl
              "oracle": tables.oracle(transfer)}
   families = study.families or {}
   top1_in_family = {t: families.get(rankings[t][0][0]) == families.get(t) for t in study.targets}
-  correlations = {}
-  for t in study.targets:
-    sims = dict(rankings[t])
-    base = mean[(grid.BASELINE, t)]
-    pairs = [(sims[s], tables.relative_error_reduction(mean[(s, t)], base)) for s in study.sources]
-    correlations[t] = pairs
+  pairs = {t: [(dict(rankings[t])[s],
+                 tables.relative_error_reduction(mean[(s, t)], mean[(grid.BASELINE, t)]))
+                for s in study.sources] for t in study.targets}
   return {"methods": {m: {t: list(v) for t, v in s.items()} for m, s in methods.items()},
-          "rankings": {t: r for t, r in rankings.items()}, "top1_in_family": top1_in_family,
-          "similarity_vs_transfer": correlations}
+          "rankings": dict(rankings), "top1_in_family": top1_in_family,
+          "similarity_vs_transfer": pairs}
 
 
 def write_report(out: epath.Path, results: Sequence[dict], summary: dict, library: PromptLibrary,
@@ -194,6 +193,4 @@ def write_report(out: epath.Path, results: Sequence[dict], summary: dict, librar
                                   [(t, r, p) for t, (r, p) in correlations.items()], floatfmt=".3f"),
             "", "![transfer](transfer_heatmap.png)", "![similarity](task_similarity.png)",
             "![similarity vs transfer](similarity_vs_transfer.png)", ""]
-  path = out / "report.md"
-  path.write_text("\n".join(lines))
-  return path
+  return atomic_write(out / "report.md", "\n".join(lines))

@@ -45,7 +45,7 @@ def test_study_writes_report_and_resumes(tuner, tmp_path, monkeypatch):
                "similarity_vs_transfer.png", "results.json"):
     assert (tmp_path / name).stat().st_size > 0, name
   assert "Table 3" in (tmp_path / "report.md").read_text()
-  json.loads((tmp_path / "results.json").read_text())
+  assert set(json.loads((tmp_path / "results.json").read_text())["pearson"]) == {TARGET}
 
   def no_tuning(*args, **kwargs):
     raise AssertionError("a finished study must not tune again")
