@@ -118,7 +118,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
   demo.study(args.out, sources=args.sources or synthetic_tasks.SOURCE_TASKS,
              targets=args.targets or synthetic_tasks.TARGET_TASKS, seeds=args.seeds,
              protocol=_protocol(args), source_steps=args.source_steps, top_k=args.top_k,
-             metric=args.metric)
+             metric=args.metric, mixture=args.mixture)
   print(f"report: {args.out}/report.md")
 
 
@@ -215,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--source_steps", type=int, default=300)
   p.add_argument("--top_k", type=int, default=3)
   p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
+  p.add_argument("--mixture", action="store_true", help="also retrieve by top-k multi-task "
+                 "mixture (a prompt tuned on the top-k sources + the target initialises it)")
   protocol_flags(p)
   p.set_defaults(fn=_cmd_study)
 

@@ -58,14 +58,15 @@ catalog.register_mixture(SOURCES_MIXTURE, synthetic_tasks.SOURCE_TASKS)
 
 @functools.lru_cache(maxsize=None)
 def feature_lengths(name: str) -> dict[str, int]:
-  """Tight lengths for one synthetic task or the sources mixture: the longest of 300 examples per
+  """Tight lengths for one synthetic task or a mixture of them: the longest of 300 examples per
   split in word pieces (the vocabulary has one piece per word) + EOS, rounded up to a multiple of 8.
   Shorter than FEATURE_LENGTHS, so studies spend less time on padding."""
-  names = synthetic_tasks.SOURCE_TASKS if name == SOURCES_MIXTURE else (name,)
+  if name in seqio.MixtureRegistry.names():
+    lengths = [feature_lengths(t.name) for t in seqio.get_mixture_or_task(name).tasks]
+    return {key: max(length[key] for length in lengths) for key in FEATURE_LENGTHS}
   longest = {"inputs": 0, "targets": 0}
-  for task in names:
-    for split in synthetic_tasks.SPLITS:
-      for ex in synthetic_tasks.examples(task, split, limit=300):
-        for key in longest:
-          longest[key] = max(longest[key], len(ex[key].split()) + 1)
+  for split in synthetic_tasks.SPLITS:
+    for ex in synthetic_tasks.examples(name, split, limit=300):
+      for key in longest:
+        longest[key] = max(longest[key], len(ex[key].split()) + 1)
   return {key: min(-(-n // 8) * 8, FEATURE_LENGTHS[key]) for key, n in longest.items()}

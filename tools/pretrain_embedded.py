@@ -5,9 +5,11 @@ SentencePiece vocabulary trained on the same text, into spot_jax/embedded/.
   python tools/pretrain_embedded.py --steps 300 --out /tmp/emb   # a quick check
   python tools/pretrain_embedded.py --init spot_jax/embedded --first-doc 50000   # continue training
 
-Objectives, half of each batch each: T5 span corruption (15 % noise, mean span 3, sentinels
-<extra_id_k>) and prefix LM (a document cut at a random point; predict the continuation). The text is
-only the synthetic corpus (spot_jax.data.synthetic.document): no task example is ever trained on.
+Objectives: T5 span corruption (15 % noise, mean span 3, sentinels <extra_id_k>) and prefix LM (a
+document cut at a random point; predict the continuation), half each, on the synthetic corpus
+(spot_jax.data.synthetic.document); and, for a `--drills` share of each batch, supervised
+pretraining drills (synthetic_tasks.drill: source generators with their own label names, train
+split, another seed), like T5 1.0's multi-task mixture. No target task is ever trained on.
 Runs on CPU or GPU (JAX picks the device); everything is seeded.
 """
 
@@ -21,6 +23,7 @@ import multiprocessing
 import os
 import sys
 import time
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -94,25 +97,40 @@ def prefix_lm(rng: np.random.Generator, tokens: np.ndarray, max_target: int) -> 
   return list(tokens[:cut]), list(tokens[cut:cut + max_target])
 
 
-def make_batch(rng: np.random.Generator, docs: list[np.ndarray], batch: int, lengths: tuple[int, int],
-               sentinel0: int) -> dict[str, np.ndarray]:
+def _drills(sp: spm.SentencePieceProcessor, indices: range) -> list[tuple[list[int], list[int]]]:
+  """Drills `indices` of every source task (task-major), tokenized: (inputs, targets)."""
+  pairs = [synthetic_tasks.drill(name, i) for name in synthetic_tasks.SOURCE_TASKS for i in indices]
+  return list(zip(sp.encode([p["inputs"] for p in pairs]), sp.encode([p["targets"] for p in pairs])))
+
+
+def _batch(pairs: Sequence[tuple[list[int], list[int]]], lengths: tuple[int, int]) -> dict:
+  """Token (inputs, targets) pairs as a model batch, each truncated and closed with EOS."""
   in_len, out_len = lengths
-  out = {k: np.zeros((batch, n), np.int32) for k, n in
+  out = {k: np.zeros((len(pairs), n), np.int32) for k, n in
          (("encoder_input_tokens", in_len), ("decoder_target_tokens", out_len))}
-  for b in range(batch):
-    doc = docs[int(rng.integers(len(docs)))]
-    start = int(rng.integers(max(1, len(doc) - (in_len - 16) + 1)))
-    window = doc[start:start + in_len - 16]
-    if b % 2 == 0:
-      inputs, targets = span_corruption(rng, window, sentinel0)
-    else:
-      inputs, targets = prefix_lm(rng, doc[start:start + in_len + out_len], out_len - 1)
-    inputs, targets = inputs[:in_len - 1] + [EOS], targets[:out_len - 1] + [EOS]
+  for b, (inputs, targets) in enumerate(pairs):
+    inputs, targets = list(inputs[:in_len - 1]) + [EOS], list(targets[:out_len - 1]) + [EOS]
     out["encoder_input_tokens"][b, :len(inputs)] = inputs
     out["decoder_target_tokens"][b, :len(targets)] = targets
   out["decoder_input_tokens"] = np.pad(out["decoder_target_tokens"][:, :-1], ((0, 0), (1, 0)))
   out["decoder_loss_weights"] = (out["decoder_target_tokens"] > 0).astype(np.float32)
   return out
+
+
+def make_batch(rng: np.random.Generator, docs: list[np.ndarray], batch: int, lengths: tuple[int, int],
+               sentinel0: int, drills: Sequence[tuple[list[int], list[int]]] = (),
+               num_drills: int = 0) -> dict[str, np.ndarray]:
+  """`num_drills` rows of drills, the rest corpus (alternately span corruption and prefix LM)."""
+  in_len, out_len = lengths
+  pairs = [drills[int(rng.integers(len(drills)))] for _ in range(num_drills)]
+  for b in range(num_drills, batch):
+    doc = docs[int(rng.integers(len(docs)))]
+    start = int(rng.integers(max(1, len(doc) - (in_len - 16) + 1)))
+    if b % 2 == 0:
+      pairs.append(span_corruption(rng, doc[start:start + in_len - 16], sentinel0))
+    else:
+      pairs.append(prefix_lm(rng, doc[start:start + in_len + out_len], out_len - 1))
+  return _batch(pairs, lengths)
 
 
 def main(argv=None) -> int:
@@ -131,6 +149,9 @@ def main(argv=None) -> int:
                       "vocabulary are kept); default: a fresh model and vocabulary")
   parser.add_argument("--first-doc", type=int, default=0,
                       help="index of the first corpus document (fresh text when continuing)")
+  parser.add_argument("--drills", type=float, default=0.0,
+                      help="share of each batch given to pretraining drills (0: corpus only)")
+  parser.add_argument("--drills-per-task", type=int, default=10_000)
   args = parser.parse_args(argv)
   t0 = time.time()
   out = os.path.abspath(args.out)
@@ -153,7 +174,9 @@ def main(argv=None) -> int:
   sentinel0 = sp.get_piece_size() + embedded.EXTRA_IDS - 1  # seqio's <extra_id_0>
   tokens = [np.asarray(t, np.int32) for t in sp.encode(docs)]
   held = [np.asarray(t, np.int32) for t in sp.encode(held_out)]
-  print(f"pretrain: {len(docs)} documents, {sum(map(len, tokens)) / len(tokens):.0f} tokens each, "
+  drills = _drills(sp, range(args.drills_per_task)) if args.drills else []
+  num_drills = int(round(args.drills * args.batch))
+  print(f"pretrain: {len(drills)} drills ({num_drills} per batch); {len(docs)} documents, {sum(map(len, tokens)) / len(tokens):.0f} tokens each, "
         f"vocabulary {sp.get_piece_size()} pieces ({time.time() - t0:.0f} s); device "
         f"{jax.devices()[0].platform}", flush=True)
 
@@ -177,21 +200,37 @@ def main(argv=None) -> int:
     return optax.apply_updates(params, updates), opt_state, metrics
 
   evaluate = jax.jit(lambda p, b: loss_of(p, b)[1])
+
+  @jax.jit
+  def exact_match(params, batch):  # teacher-forced: every target token is the argmax
+    logits = model.apply({"params": params}, batch["encoder_input_tokens"],
+                         batch["decoder_input_tokens"], deterministic=True)
+    right = (logits.argmax(-1) == batch["decoder_target_tokens"]) | (batch["decoder_loss_weights"] == 0)
+    return right.all(-1)
+
+  # Held-out drills (indices after the training ones), 32 per source task, scored per family.
+  drill_batch = _batch(_drills(sp, range(args.drills_per_task, args.drills_per_task + 32)), LENGTHS)
+  drill_families = np.array([synthetic_tasks.TASKS[n].family for n in synthetic_tasks.SOURCE_TASKS
+                             for _ in range(32)])
   rng = np.random.default_rng([args.seed, 1])
   eval_batches = [make_batch(np.random.default_rng([args.seed, 2, i]), held, 256, LENGTHS, sentinel0)
                   for i in range(4)]
   history, train_losses = [], []
   for i in range(1, args.steps + 1):
     params, opt_state, metrics = step(params, opt_state,
-                                      make_batch(rng, tokens, args.batch, LENGTHS, sentinel0))
+                                      make_batch(rng, tokens, args.batch, LENGTHS, sentinel0,
+                                                 drills, num_drills))
     train_losses.append(metrics["loss"])
     if i % args.log_every == 0 or i == args.steps:
       train_loss = float(np.mean(jax.device_get(train_losses)))
       train_losses = []
       evals = [jax.device_get(evaluate(params, b)) for b in eval_batches]
+      right = np.asarray(exact_match(params, drill_batch))
       record = {"step": i, "train_loss": round(train_loss, 4),
                 "eval_loss": round(float(np.mean([e["loss"] for e in evals])), 4),
                 "eval_token_accuracy": round(float(np.mean([e["token_accuracy"] for e in evals])), 4),
+                "drill_accuracy": {f: round(float(right[drill_families == f].mean()), 3)
+                                   for f in dict.fromkeys(drill_families)},
                 "elapsed_s": round(time.time() - t0, 1)}
       history.append(record)
       print(json.dumps(record), flush=True)

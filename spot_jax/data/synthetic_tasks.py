@@ -381,18 +381,35 @@ def _split_of(text: str) -> str:
   return next(s for s, buckets in lang._SPLIT_BUCKETS.items() if bucket in buckets)
 
 
-def example(name: str, split: str, index: int, seed: int = 0) -> dict:
-  """Example `index` of `split`: drawn until its input hashes into `split` (disjoint splits)."""
+def example(name: str, split: str, index: int, seed: int = 0, verbalize: bool = True) -> dict:
+  """Example `index` of `split`: drawn until its input hashes into `split` (disjoint splits).
+  `verbalize=False` keeps the generator's own label name (positive, entailment, ...)."""
   spec = TASKS[name]
   task_id = zlib.crc32(name.encode())
   split_id = lang.SPLITS.index(split)
   for attempt in range(10_000):
     g = _Gen(lang.lexicon(), np.random.default_rng([seed, task_id, split_id, index, attempt]))
     inputs, targets = spec.make(g)
-    targets = (spec.verbalizer or {}).get(targets, targets)
+    if verbalize:
+      targets = (spec.verbalizer or {}).get(targets, targets)
     if _split_of(inputs) == split:
       return {"inputs": inputs, "targets": targets, "idx": index}
   raise RuntimeError(f"{name}: no {split} example after 10000 draws")  # unreachable in practice
+
+
+# Pretraining drills (tools/pretrain_embedded.py): source generators only, train split only, another
+# seed, and the generators' own label names instead of the tasks' label words. Like T5 1.0's
+# supervised pretraining mixture, they teach the frozen model the families' skills; no target task
+# and no target format is ever among them, and source validation/test inputs cannot be (splits are
+# disjoint by the input's hash).
+DRILL_SEED = 1_000
+
+
+def drill(name: str, index: int) -> dict:
+  """Pretraining drill `index` of source task `name`."""
+  if TASKS[name].role != "source":
+    raise ValueError(f"{name} is a {TASKS[name].role} task; drills come from source tasks only")
+  return example(name, "train", index, seed=DRILL_SEED, verbalize=False)
 
 
 def examples(name: str, split: str, seed: int = 0, limit: Optional[int] = None) -> Iterator[dict]:

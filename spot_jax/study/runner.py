@@ -88,12 +88,14 @@ class Tuner:
 
   def tune(self, task: str, *, seed: int, init: Optional[np.ndarray] = None,
            steps: Optional[int] = None, eval_steps: Optional[tuple[int, ...]] = None,
-           label: str = "") -> Run:
+           label: str = "", validate: bool = True) -> Run:
     """Tunes a prompt on `task` from `init` (default: sampled vocabulary) for `steps` steps,
-    validating at step 0, every `eval_every` steps and at `eval_steps`."""
+    validating at step 0, every `eval_every` steps and at `eval_steps`. validate=False: no
+    validation (e.g. an intermediate mixture run); the source prompt is then the final one."""
     p = self.protocol
     steps = p.steps if steps is None else steps
-    checks = sorted({0, steps, *range(p.eval_every, steps + 1, p.eval_every), *(eval_steps or ())})
+    checks = (sorted({0, steps, *range(p.eval_every, steps + 1, p.eval_every), *(eval_steps or ())})
+              if validate else [])
     start = time.perf_counter()
     prompt = self.initial_prompt(seed) if init is None else np.asarray(init, np.float32)
     state = TrainState.create({"prompt": jnp.asarray(prompt)}, self.optimizer, seed)
@@ -113,6 +115,8 @@ class Tuner:
         if scores[step] > best[0]:
           best = (scores[step], step, current)
     final = np.asarray(state.trainable["prompt"])
+    if not validate:
+      best = (np.nan, steps, final)
     seconds = time.perf_counter() - start
     if self.log:
       trail = " ".join(f"{s}:{v:.1f}" for s, v in scores.items())

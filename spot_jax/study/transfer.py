@@ -5,7 +5,9 @@
   2. target task embeddings: tune each target for `embedding_step` steps with the same protocol
   3. the grid: every target tuned from every source prompt and from the default init (baseline),
      for each seed, as resumable cells (spot_jax.study.grid); plus retrieval's own cells: the
-     top-k weighted average of source prompts (α_r = sim_r / Σ sim) per target and seed
+     top-k weighted average of source prompts (α_r = sim_r / Σ sim) per target and seed, and
+     (Study.mixture) the top-k multi-task mixture: a prompt tuned on an examples-proportional
+     seqio mixture of the top-k sources and the target initialises the target
   4. tables (relative error reduction, positive transfers, retrieval summary) and figures
 
 Everything lands in OUT/: library/, cells/, results.json, report.md and the PNG figures.
@@ -14,6 +16,7 @@ Everything lands in OUT/: library/, cells/, results.json, report.md and the PNG 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 from typing import Mapping, Optional, Sequence
@@ -30,6 +33,7 @@ from spot_jax.study.runner import Tuner
 from spot_jax.train.exports import params_checksum
 
 WEIGHTED = "weighted_top{k}"
+MIXTURE = "mixture_top{k}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +45,8 @@ class Study:
   top_k: int = 3
   metric: str = "token_cosine"
   center: bool = True  # subtract the library's mean task embedding before comparing (rank_sources)
+  mixture: bool = False  # also run the top-k multi-task mixture method
+  mixture_steps: Optional[int] = None  # steps on the mixture (default: source_steps)
   families: Optional[Mapping[str, str]] = None  # task -> family, for figures and retrieval checks
 
 
@@ -97,6 +103,15 @@ def rank_sources(library: PromptLibrary, query: np.ndarray, metric: str,
   return [(entries[keep[i]].task, float(s)) for i, s in zip(order, scores)]
 
 
+def retrieval_mixture(target: str, sources: Sequence[str]) -> str:
+  """Registers (once) the examples-proportional seqio mixture of `sources` + `target`; its name."""
+  from tasks import catalog  # the task registry; spot_jax.study itself only needs task names
+  tasks = [*sources, target]
+  name = f"spot_retrieval_{target}_{hashlib.sha1(' '.join(tasks).encode()).hexdigest()[:8]}"
+  catalog.register_mixture(name, tasks)
+  return name
+
+
 def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabulary: str) -> dict:
   out = epath.Path(out)
   library = PromptLibrary(out / "library")
@@ -104,21 +119,26 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
   queries = target_embeddings(tuner, study, out / "target_embeddings")
   rankings = {t: rank_sources(library, q, study.metric, study.sources, study.center)
               for t, q in queries.items()}
-  weighted = WEIGHTED.format(k=study.top_k)
+  weighted, mixture = WEIGHTED.format(k=study.top_k), MIXTURE.format(k=study.top_k)
 
   def run_cell(cell: grid.Cell) -> dict:
+    top = rankings[cell.target][:study.top_k]
     if cell.is_baseline:
       init = None
     elif cell.source == weighted:
-      top = rankings[cell.target][:study.top_k]
       prompts = np.stack([library.get(task).source_prompt() for task, _ in top])
       init = similarity.weighted_average(prompts, np.maximum([s for _, s in top], 1e-6))
+    elif cell.source == mixture:
+      name = retrieval_mixture(cell.target, [task for task, _ in top])
+      init = tuner.tune(name, seed=cell.seed, steps=study.mixture_steps or study.source_steps,
+                        label=f"(top-{study.top_k} mixture)", validate=False).final_prompt
     else:
       init = library.get(cell.source).source_prompt()
     run = tuner.tune(cell.target, seed=cell.seed, init=init, label=f"from {cell.source_name}")
     return {"score": run.best_score, "scores": run.scores, "seconds": run.seconds}
 
-  cells = grid.cells([*study.sources, weighted], study.targets, study.seeds)
+  methods = [weighted, mixture] if study.mixture else [weighted]
+  cells = grid.cells([*study.sources, *methods], study.targets, study.seeds)
   results = grid.run_grid(cells, run_cell, out / "cells")
   summary = summarize(results, rankings, study)
   write_report(out, results, summary, library, queries, study)  # adds the Pearson r, p per target
@@ -139,8 +159,12 @@ def summarize(results: Sequence[dict], rankings: Mapping[str, list[tuple[str, fl
              f"best of top-{k}": tables.seed_scores(results, {
                  t: max((s for s, _ in rankings[t][:k]), key=lambda s: mean[(s, t)])
                  for t in study.targets}),
-             f"top-{k} weighted average": tables.seed_scores(results, {t: weighted for t in study.targets}),
-             "oracle": tables.oracle(transfer)}
+             f"top-{k} weighted average": tables.seed_scores(results, {t: weighted for t in study.targets})}
+  if study.mixture:
+    mixture = MIXTURE.format(k=k)
+    methods[f"top-{k} multi-task mixture"] = tables.seed_scores(
+        results, {t: mixture for t in study.targets})
+  methods["oracle"] = tables.oracle(transfer)
   families = study.families or {}
   top1_in_family = {t: families.get(rankings[t][0][0]) == families.get(t) for t in study.targets}
   pairs = {t: [(dict(rankings[t])[s],

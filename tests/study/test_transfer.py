@@ -31,7 +31,7 @@ def tuner():
 def test_study_writes_report_and_resumes(tuner, tmp_path, monkeypatch):
   families = {n: s.family for n, s in synthetic_tasks.TASKS.items()}
   study = transfer.Study(sources=SOURCES, targets=(TARGET,), seeds=(0,), source_steps=4, top_k=2,
-                         families=families)
+                         families=families, mixture=True)
   summary = transfer.run_study(tuner, study, tmp_path, vocabulary="test")
   library = PromptLibrary(tmp_path / "library")
   assert sorted(e.task for e in library.list()) == sorted(SOURCES)
@@ -39,7 +39,8 @@ def test_study_writes_report_and_resumes(tuner, tmp_path, monkeypatch):
   assert sorted(s for s, _ in ranking) == sorted(SOURCES)
   assert [v for _, v in ranking] == sorted((v for _, v in ranking), reverse=True)
   methods = summary["methods"]
-  assert set(methods) == {"baseline", "top-1", "best of top-2", "top-2 weighted average", "oracle"}
+  assert set(methods) == {"baseline", "top-1", "best of top-2", "top-2 weighted average",
+                          "top-2 multi-task mixture", "oracle"}
   assert methods["oracle"][TARGET][0] >= max(methods[m][TARGET][0] for m in ("top-1", "best of top-2"))
   for name in ("report.md", "transfer_heatmap.png", "task_similarity.png",
                "similarity_vs_transfer.png", "results.json"):
@@ -66,3 +67,21 @@ def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
   assert ranking[0][0] == SOURCES[1] and ranking[0][1] == pytest.approx(
       float(np.mean(query / np.linalg.norm(query, axis=1, keepdims=True), 0) @
             np.mean(query / np.linalg.norm(query, axis=1, keepdims=True), 0)))
+
+
+def test_retrieval_mixture_is_examples_proportional_over_sources_and_target():
+  import seqio
+  name = transfer.retrieval_mixture(TARGET, SOURCES[:2])
+  mixture = seqio.get_mixture_or_task(name)
+  assert sorted(t.name for t in mixture.tasks) == sorted([*SOURCES[:2], TARGET])
+  sizes = {n: synthetic_tasks.TASKS[n].sizes[0] for n in (*SOURCES[:2], TARGET)}
+  assert {t.name: mixture.get_rate(t) for t in mixture.tasks} == pytest.approx(sizes)
+  lengths = [synthetic.feature_lengths(n) for n in sizes]
+  assert synthetic.feature_lengths(name) == {k: max(l[k] for l in lengths) for k in lengths[0]}
+  assert transfer.retrieval_mixture(TARGET, SOURCES[:2]) == name  # same sources, same mixture
+
+
+def test_tune_without_validation_returns_the_final_prompt(tuner, monkeypatch):
+  monkeypatch.setattr(tuner, "validate", lambda *a: pytest.fail("validated"))
+  run = tuner.tune(SOURCES[0], seed=0, steps=2, validate=False)
+  assert run.scores == {} and np.array_equal(run.source_prompt, run.final_prompt)
