@@ -46,3 +46,19 @@ def test_probe_embedded_prints_accuracies_and_chance():
   assert [line["probe"] for line in lines] == ["sentiment", "recall"]
   for line in lines:
     assert 0 <= line["accuracy"] <= 1 and 0 < line["chance"] < 1
+
+
+def test_pretrain_embedded_continues_the_shipped_model_with_drills(tmp_path):
+  out = subprocess.run(
+      [sys.executable, str(TOOLS / "pretrain_embedded.py"), "--init", "spot_jax/embedded",
+       "--out", str(tmp_path), "--steps", "2", "--docs", "40", "--drills", "0.5",
+       "--drills-per-task", "4", "--log-every", "1", "--workers", "1"],
+      capture_output=True, text=True, check=True, timeout=300,
+      cwd=TOOLS.parent).stdout
+  records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+  assert [r["step"] for r in records] == [1, 2]
+  assert set(records[-1]["drill_accuracy"]) == {"sentiment", "nli", "paraphrase", "qa",
+                                                "multiple_choice", "acceptability", "word_sense"}
+  summary = json.loads((tmp_path / "pretrain.json").read_text())
+  assert summary["args"]["drills"] == 0.5 and summary["total_steps"] > 2
+  assert (tmp_path / "model" / "model.safetensors").stat().st_size > 0

@@ -83,3 +83,17 @@ def test_skills_hold_on_hand_written_cases():
     assert positive == (polar != (" not " in text))
   swapped = synthetic._synonym_swap(g, f"kavo thinks the x is {good} .")
   assert swapped.split()[-2] == lex.positive[0][1] and bad not in swapped
+
+
+def test_drills_are_source_train_inputs_with_the_generators_label_names(samples):
+  for name in st.SOURCE_TASKS:
+    spec = st.TASKS[name]
+    drills = [st.drill(name, i) for i in range(100)]
+    held_out = {e["inputs"] for split in ("validation", "test") for e in samples[name][split]}
+    assert not held_out & {d["inputs"] for d in drills}, name
+    assert all(st._split_of(d["inputs"]) == "train" for d in drills)
+    if spec.verbalizer:  # label names, not the task's label words (except where they coincide)
+      assert {d["targets"] for d in drills} <= set(spec.verbalizer), name
+  for name in st.TARGET_TASKS:
+    with pytest.raises(ValueError, match="source tasks only"):
+      st.drill(name, 0)
