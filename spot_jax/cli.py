@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "retrieve, tune the target from the retrieved prompts and from "
                                  "scratch; write report.md with tables and figures.")
   p.add_argument("--out", default="spot_demo", help="output directory (default: spot_demo)")
-  p.add_argument("--target", help="held-out embedded target task (default: synthetic_wsd_wic)")
+  p.add_argument("--target", help="held-out embedded target task (default: synthetic_sent_mood)")
   p.set_defaults(fn=_cmd_demo)
 
   def protocol_flags(p: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ from spot_jax.study.transfer import Study, run_study
 DEMO_SOURCES = ("synthetic_sent_opinion", "synthetic_nli_mixed", "synthetic_para_pair",
                 "synthetic_qa_where", "synthetic_mc_usage", "synthetic_cola_order",
                 "synthetic_wsd_sense")
-DEMO_TARGET = "synthetic_wsd_wic"
+DEMO_TARGET = "synthetic_sent_mood"
 DEMO_PROTOCOL = Protocol(steps=200, eval_every=100, embedding_step=50, num_eval_examples=300)
 
 
