@@ -41,6 +41,7 @@ from spot_jax.train.step import cross_entropy
 
 PAD, EOS = 0, 1
 LENGTHS = (96, 32)  # encoder inputs, decoder targets (word-level tokens; documents are ~100)
+HELD_DRILLS = 32  # held-out drills per source task, scored at every log step
 
 
 def _documents(seed: int, start: int, count: int, workers: int) -> list[str]:
@@ -176,7 +177,8 @@ def main(argv=None) -> int:
   held = [np.asarray(t, np.int32) for t in sp.encode(held_out)]
   drills = _drills(sp, range(args.drills_per_task)) if args.drills else []
   num_drills = int(round(args.drills * args.batch))
-  print(f"pretrain: {len(drills)} drills ({num_drills} per batch); {len(docs)} documents, {sum(map(len, tokens)) / len(tokens):.0f} tokens each, "
+  print(f"pretrain: {len(drills)} drills ({num_drills} per batch); {len(docs)} documents, "
+        f"{sum(map(len, tokens)) / len(tokens):.0f} tokens each, "
         f"vocabulary {sp.get_piece_size()} pieces ({time.time() - t0:.0f} s); device "
         f"{jax.devices()[0].platform}", flush=True)
 
@@ -188,10 +190,13 @@ def main(argv=None) -> int:
   optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=0.01))
   opt_state = optimizer.init(params)
 
+  def logits_of(params, batch):
+    return model.apply({"params": params}, batch["encoder_input_tokens"],
+                       batch["decoder_input_tokens"], deterministic=True)
+
   def loss_of(params, batch):
-    logits = model.apply({"params": params}, batch["encoder_input_tokens"],
-                         batch["decoder_input_tokens"], deterministic=True)
-    return cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"])
+    return cross_entropy(logits_of(params, batch), batch["decoder_target_tokens"],
+                         batch["decoder_loss_weights"])
 
   @functools.partial(jax.jit, donate_argnums=(0, 1))
   def step(params, opt_state, batch):
@@ -203,15 +208,14 @@ def main(argv=None) -> int:
 
   @jax.jit
   def exact_match(params, batch):  # teacher-forced: every target token is the argmax
-    logits = model.apply({"params": params}, batch["encoder_input_tokens"],
-                         batch["decoder_input_tokens"], deterministic=True)
-    right = (logits.argmax(-1) == batch["decoder_target_tokens"]) | (batch["decoder_loss_weights"] == 0)
-    return right.all(-1)
+    right = logits_of(params, batch).argmax(-1) == batch["decoder_target_tokens"]
+    return (right | (batch["decoder_loss_weights"] == 0)).all(-1)
 
-  # Held-out drills (indices after the training ones), 32 per source task, scored per family.
-  drill_batch = _batch(_drills(sp, range(args.drills_per_task, args.drills_per_task + 32)), LENGTHS)
+  # Held-out drills (indices after the training ones), scored per family.
+  held_indices = range(args.drills_per_task, args.drills_per_task + HELD_DRILLS)
+  drill_batch = _batch(_drills(sp, held_indices), LENGTHS)
   drill_families = np.array([synthetic_tasks.TASKS[n].family for n in synthetic_tasks.SOURCE_TASKS
-                             for _ in range(32)])
+                             for _ in held_indices])
   rng = np.random.default_rng([args.seed, 1])
   eval_batches = [make_batch(np.random.default_rng([args.seed, 2, i]), held, 256, LENGTHS, sentinel0)
                   for i in range(4)]
