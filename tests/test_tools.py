@@ -48,13 +48,23 @@ def test_probe_embedded_prints_accuracies_and_chance():
     assert 0 <= line["accuracy"] <= 1 and 0 < line["chance"] < 1
 
 
+def test_pretrain_embedded_rejects_an_unknown_drill_family(tmp_path):
+  run = subprocess.run([sys.executable, str(TOOLS / "pretrain_embedded.py"), "--out", str(tmp_path),
+                        "--drills", "0.5", "--drill-families", "qa", "poetry"],
+                       capture_output=True, text=True, timeout=300, cwd=TOOLS.parent)
+  assert run.returncode != 0 and "unknown drill families ['poetry']" in run.stderr
+  assert not list(tmp_path.iterdir())  # nothing written
+
+
 def test_pretrain_embedded_continues_the_shipped_model_with_drills(tmp_path):
   out = subprocess.run(
       [sys.executable, str(TOOLS / "pretrain_embedded.py"), "--init", "spot_jax/embedded",
        "--out", str(tmp_path), "--steps", "2", "--docs", "40", "--drills", "0.5",
-       "--drills-per-task", "4", "--log-every", "1", "--workers", "1"],
+       "--drills-per-task", "4", "--drill-families", "qa", "nli", "--log-every", "1",
+       "--workers", "1"],
       capture_output=True, text=True, check=True, timeout=300,
       cwd=TOOLS.parent).stdout
+  assert "pretrain: 20 drills" in out  # 4 per task of the 5 QA and NLI sources
   records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
   assert [r["step"] for r in records] == [1, 2]
   assert set(records[-1]["drill_accuracy"]) == {"sentiment", "nli", "paraphrase", "qa",

@@ -98,9 +98,10 @@ def prefix_lm(rng: np.random.Generator, tokens: np.ndarray, max_target: int) -> 
   return list(tokens[:cut]), list(tokens[cut:cut + max_target])
 
 
-def _drills(sp: spm.SentencePieceProcessor, indices: range) -> list[tuple[list[int], list[int]]]:
-  """Drills `indices` of every source task (task-major), tokenized: (inputs, targets)."""
-  pairs = [synthetic_tasks.drill(name, i) for name in synthetic_tasks.SOURCE_TASKS for i in indices]
+def _drills(sp: spm.SentencePieceProcessor, indices: range,
+            tasks: Sequence[str] = synthetic_tasks.SOURCE_TASKS) -> list[tuple[list[int], list[int]]]:
+  """Drills `indices` of each of `tasks` (task-major), tokenized: (inputs, targets)."""
+  pairs = [synthetic_tasks.drill(name, i) for name in tasks for i in indices]
   return list(zip(sp.encode([p["inputs"] for p in pairs]), sp.encode([p["targets"] for p in pairs])))
 
 
@@ -153,7 +154,15 @@ def main(argv=None) -> int:
   parser.add_argument("--drills", type=float, default=0.0,
                       help="share of each batch given to pretraining drills (0: corpus only)")
   parser.add_argument("--drills-per-task", type=int, default=10_000)
+  parser.add_argument("--drill-families", nargs="+", metavar="FAMILY",
+                      help="train on the drills of these source families only (default: all)")
   args = parser.parse_args(argv)
+  families = {synthetic_tasks.TASKS[n].family for n in synthetic_tasks.SOURCE_TASKS}
+  unknown = set(args.drill_families or ()) - families
+  if unknown:
+    parser.error(f"unknown drill families {sorted(unknown)}; choose from {sorted(families)}")
+  drill_tasks = [n for n in synthetic_tasks.SOURCE_TASKS
+                 if synthetic_tasks.TASKS[n].family in (args.drill_families or families)]
   t0 = time.time()
   out = os.path.abspath(args.out)
   os.makedirs(out, exist_ok=True)
@@ -175,7 +184,7 @@ def main(argv=None) -> int:
   sentinel0 = sp.get_piece_size() + embedded.EXTRA_IDS - 1  # seqio's <extra_id_0>
   tokens = [np.asarray(t, np.int32) for t in sp.encode(docs)]
   held = [np.asarray(t, np.int32) for t in sp.encode(held_out)]
-  drills = _drills(sp, range(args.drills_per_task)) if args.drills else []
+  drills = _drills(sp, range(args.drills_per_task), drill_tasks) if args.drills else []
   num_drills = int(round(args.drills * args.batch))
   print(f"pretrain: {len(drills)} drills ({num_drills} per batch); {len(docs)} documents, "
         f"{sum(map(len, tokens)) / len(tokens):.0f} tokens each, "

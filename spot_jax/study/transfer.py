@@ -112,6 +112,14 @@ def retrieval_mixture(target: str, sources: Sequence[str]) -> str:
   return name
 
 
+def method_cell(method: str, ranking: Sequence[tuple[str, float]], k: int) -> str:
+  """The grid source name of a retrieval method's cell: the method plus a digest of the top-k it
+  used (tasks and similarities), so a study resumed with other sources or another metric runs
+  that method again instead of reusing a cell built from a different retrieval."""
+  top = " ".join(f"{task}:{score:.6f}" for task, score in ranking[:k])
+  return f"{method}-{hashlib.sha1(top.encode()).hexdigest()[:8]}"
+
+
 def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabulary: str) -> dict:
   out = epath.Path(out)
   library = PromptLibrary(out / "library")
@@ -120,25 +128,30 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
   rankings = {t: rank_sources(library, q, study.metric, study.sources, study.center)
               for t, q in queries.items()}
   weighted, mixture = WEIGHTED.format(k=study.top_k), MIXTURE.format(k=study.top_k)
+  methods = [weighted, mixture] if study.mixture else [weighted]
+  retrieved = {(method_cell(m, rankings[t], study.top_k), t): m for m in methods for t in study.targets}
 
   def run_cell(cell: grid.Cell) -> dict:
     top = rankings[cell.target][:study.top_k]
+    method = retrieved.get((cell.source, cell.target))
     if cell.is_baseline:
       init = None
-    elif cell.source == weighted:
+    elif method == weighted:
       prompts = np.stack([library.get(task).source_prompt() for task, _ in top])
       init = similarity.weighted_average(prompts, np.maximum([s for _, s in top], 1e-6))
-    elif cell.source == mixture:
+    elif method == mixture:
       name = retrieval_mixture(cell.target, [task for task, _ in top])
       init = tuner.tune(name, seed=cell.seed, steps=study.mixture_steps or study.source_steps,
                         label=f"(top-{study.top_k} mixture)", validate=False).final_prompt
     else:
       init = library.get(cell.source).source_prompt()
     run = tuner.tune(cell.target, seed=cell.seed, init=init, label=f"from {cell.source_name}")
-    return {"score": run.best_score, "scores": run.scores, "seconds": run.seconds}
+    return {"score": run.best_score, "scores": run.scores, "seconds": run.seconds,
+            **({"retrieved": top} if method else {})}
 
-  methods = [weighted, mixture] if study.mixture else [weighted]
-  cells = grid.cells([*study.sources, *methods], study.targets, study.seeds)
+  cells = grid.cells(study.sources, study.targets, study.seeds)
+  cells += [grid.Cell(t, source, seed) for (source, t) in retrieved for seed in study.seeds]
+  cells.sort(key=lambda c: study.targets.index(c.target))  # target-major, as grid.cells orders
   results = grid.run_grid(cells, run_cell, out / "cells")
   summary = summarize(results, rankings, study)
   write_report(out, results, summary, library, queries, study)  # adds the Pearson r, p per target
@@ -151,7 +164,10 @@ def summarize(results: Sequence[dict], rankings: Mapping[str, list[tuple[str, fl
   """Retrieval methods' per-target scores (Table 3) and the ranking facts the paper checks."""
   transfer = [r for r in results if r["source"] in (*study.sources, grid.BASELINE)]
   k = study.top_k
-  weighted = WEIGHTED.format(k=k)
+
+  def cells_of(method: str) -> dict[str, str]:
+    return {t: method_cell(method.format(k=k), rankings[t], k) for t in study.targets}
+
   stats = tables.mean_std(results)
   mean = {key: value[0] for key, value in stats.items()}
   methods = {"baseline": tables.seed_scores(results, {t: None for t in study.targets}),
@@ -159,11 +175,9 @@ def summarize(results: Sequence[dict], rankings: Mapping[str, list[tuple[str, fl
              f"best of top-{k}": tables.seed_scores(results, {
                  t: max((s for s, _ in rankings[t][:k]), key=lambda s: mean[(s, t)])
                  for t in study.targets}),
-             f"top-{k} weighted average": tables.seed_scores(results, {t: weighted for t in study.targets})}
+             f"top-{k} weighted average": tables.seed_scores(results, cells_of(WEIGHTED))}
   if study.mixture:
-    mixture = MIXTURE.format(k=k)
-    methods[f"top-{k} multi-task mixture"] = tables.seed_scores(
-        results, {t: mixture for t in study.targets})
+    methods[f"top-{k} multi-task mixture"] = tables.seed_scores(results, cells_of(MIXTURE))
   methods["oracle"] = tables.oracle(transfer)
   families = study.families or {}
   top1_in_family = {t: families.get(rankings[t][0][0]) == families.get(t) for t in study.targets}

@@ -3,6 +3,7 @@ target embeddings, grid, retrieval summary, report and figures; a rerun recomput
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -53,6 +54,27 @@ def test_study_writes_report_and_resumes(tuner, tmp_path, monkeypatch):
   monkeypatch.setattr(tuner, "tune", no_tuning)
   again = transfer.run_study(tuner, study, tmp_path, vocabulary="test")
   assert again["methods"] == summary["methods"]
+
+
+def test_a_study_resumed_with_more_sources_reruns_only_what_changed(tuner, tmp_path, monkeypatch):
+  families = {n: s.family for n, s in synthetic_tasks.TASKS.items()}
+  first = transfer.Study(sources=SOURCES[:2], targets=(TARGET,), seeds=(0,), source_steps=4,
+                         top_k=2, families=families)
+  transfer.run_study(tuner, first, tmp_path, vocabulary="test")
+  tuned = []
+  real_tune = tuner.tune
+  monkeypatch.setattr(tuner, "tune", lambda task, **kw: tuned.append((task, kw.get("label"))) or
+                      real_tune(task, **kw))
+  more = dataclasses.replace(first, sources=SOURCES)
+  summary = transfer.run_study(tuner, more, tmp_path, vocabulary="test")
+  # The new source is tuned and transferred; old transfer and baseline cells are reused; the
+  # weighted average is recomputed because the retrieval it used has changed.
+  assert (SOURCES[2], "(source)") in tuned and (TARGET, f"from {SOURCES[2]}") in tuned
+  assert not [label for _, label in tuned if label in (f"from {SOURCES[0]}", "from baseline")]
+  weighted = [json.loads(p.read_text()) for p in (tmp_path / "cells" / TARGET).glob("weighted_top2-*/seed0.json")]
+  assert len(weighted) == 2
+  assert [top for top in (w["retrieved"] for w in weighted)
+          if [tuple(x) for x in top] == [tuple(x) for x in summary["rankings"][TARGET][:2]]]
 
 
 def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
