@@ -120,7 +120,9 @@ class Tuner:
     seconds = time.perf_counter() - start
     if self.log:
       trail = " ".join(f"{s}:{v:.1f}" for s, v in scores.items())
-      print(f"  tuned {task}{' ' + label if label else ''} seed {seed}: best {best[0]:.1f} at "
-            f"step {best[1]} ({trail}) in {seconds:.0f} s", file=self.log, flush=True)
+      result = (f"best {best[0]:.1f} at step {best[1]} ({trail})" if validate
+                else f"{steps} steps, not validated")
+      print(f"  tuned {task}{' ' + label if label else ''} seed {seed}: {result} in "
+            f"{seconds:.0f} s", file=self.log, flush=True)
     return Run(task=task, seed=seed, scores=scores, best_step=best[1], best_score=float(best[0]),
                source_prompt=best[2], task_embedding=embedding, final_prompt=final, seconds=seconds)
