@@ -97,3 +97,90 @@ def test_drills_are_source_train_inputs_with_the_generators_label_names(samples)
   for name in st.TARGET_TASKS:
     with pytest.raises(ValueError, match="source tasks only"):
       st.drill(name, 0)
+
+
+# Reference solvers: each redesigned family's label computed from the input text by its rule, with
+# the lexicon. They pin the skill a family tests (and fail if a generator drifts from it).
+
+def _domains():
+  lex = synthetic.lexicon()
+  of = {p: d for d, places in enumerate(lex.places) for p in places}
+  of |= {w: d for d, pairs in enumerate(lex.objects) for pair in pairs for w in pair}
+  return lex, of
+
+
+def _sentences(text: str) -> list[list[str]]:
+  return [s.split() for s in text.split(" .") if s.strip()]
+
+
+def _solve_nli(text: str) -> str:
+  lex, domain_of = _domains()
+  premise, hypothesis = text.split("premise: ")[1].split(" hypothesis: ")
+  claim = hypothesis.split()
+  marker = " is in the " if "place" in claim else " has the "  # the fact the claim is about
+  facts = [s for s in _sentences(premise) if marker in f" {' '.join(s)} "]
+  if not facts:
+    return "neutral"
+  stated = domain_of[facts[0][-1]]
+  claimed = lex.domains.index(claim[claim.index("a") + 1])
+  return "entailment" if (claimed == stated) != ("not" in claim) else "contradiction"
+
+
+def _places():
+  return {p for ps in synthetic.lexicon().places for p in ps}
+
+
+def test_nli_labels_follow_domain_and_negation(samples):
+  for name in ("synthetic_nli_location", "synthetic_nli_possession", "synthetic_nli_mixed",
+               "synthetic_nli_cb"):
+    for e in samples[name]["validation"]:
+      text = e["inputs"].replace("nli premise:", "premise:")
+      assert _solve_nli(text) == e["targets"], (name, e)
+  for e in samples["synthetic_nli_rte"]["validation"]:
+    text = e["inputs"].replace("sentence1:", "premise:").replace(" sentence2:", " hypothesis:")
+    assert (_solve_nli(text) == "entailment") == (e["targets"] == "entailment"), e
+
+
+def _fits(sentences: str) -> bool:
+  """One domain of objects/places and one polarity of adjectives throughout."""
+  lex, domain_of = _domains()
+  words = sentences.split()
+  positive = {w for pair in lex.positive for w in pair}
+  negative = {w for pair in lex.negative for w in pair}
+  return (len({domain_of[w] for w in words if w in domain_of}) <= 1
+          and not (positive & set(words) and negative & set(words)))
+
+
+def test_paraphrase_labels_follow_whether_every_concept_still_fits(samples):
+  markers = {"synthetic_para_pair": ("sentence1:", "sentence2:"),
+             "synthetic_para_mrpc": ("first:", "second:"),
+             "synthetic_para_story": ("story1:", "story2:")}
+  for name, (a, b) in markers.items():
+    for e in samples[name]["validation"]:
+      first, second = e["inputs"].removeprefix(a + " ").split(f" {b} ")
+      same = e["targets"] in ("duplicate", "equivalent")
+      assert _fits(first) and _fits(first + " " + second) == same, (name, e)
+  for name, (a, b) in {"synthetic_para_sts": ("text1:", "text2:"),
+                       "synthetic_para_sts_small": ("a:", "b:")}.items():
+    for e in samples[name]["validation"]:
+      first, second = e["inputs"].removeprefix(a + " ").split(f" {b} ")
+      pairs = zip(_sentences(first), _sentences(second))
+      shared = sum(_fits(" ".join(r + s)) for r, s in pairs)
+      assert str(shared) == e["targets"], (name, e)
+
+
+def test_qa_answers_are_the_one_candidate_of_the_asked_domain(samples):
+  lex, domain_of = _domains()
+  for e in samples["synthetic_qa_where"]["validation"] + samples["synthetic_qa_what"]["validation"]:
+    question, context = e["inputs"].split(" context: ")
+    asked = lex.domains.index(question.split()[question.split().index("a") + 1])
+    wants_place = question.startswith("question: where")
+    candidates = {w for w in context.split() if w in domain_of and domain_of[w] == asked
+                  and (w in _places()) == wants_place}
+    assert candidates == {e["targets"]}, e
+  for e in samples["synthetic_qa_who"]["validation"]:
+    question, context = e["inputs"].split(" context: ")
+    asked = lex.domains.index(question.split()[question.split().index("a") + 1])
+    who = [s[0] for s in _sentences(context) if s[1:4] == ["is", "in", "the"]
+           and domain_of[s[-1]] == asked]
+    assert who == [e["targets"]], e
