@@ -48,11 +48,15 @@ def test_probe_embedded_prints_accuracies_and_chance():
     assert 0 <= line["accuracy"] <= 1 and 0 < line["chance"] < 1
 
 
-def test_pretrain_embedded_rejects_an_unknown_drill_family(tmp_path):
+@pytest.mark.parametrize("flags, error", [
+    (["--drill-families", "qa", "poetry"], "unknown drill families ['poetry']"),
+    (["--drill-weight", "poetry=2"], "unknown drill families ['poetry']"),
+    (["--drill-weight", "nli=0.5"], "--drill-weight wants FAMILY=W")])
+def test_pretrain_embedded_rejects_bad_drill_flags(tmp_path, flags, error):
   run = subprocess.run([sys.executable, str(TOOLS / "pretrain_embedded.py"), "--out", str(tmp_path),
-                        "--drills", "0.5", "--drill-families", "qa", "poetry"],
+                        "--drills", "0.5", *flags],
                        capture_output=True, text=True, timeout=300, cwd=TOOLS.parent)
-  assert run.returncode != 0 and "unknown drill families ['poetry']" in run.stderr
+  assert run.returncode != 0 and error in run.stderr
   assert not list(tmp_path.iterdir())  # nothing written
 
 
@@ -60,11 +64,12 @@ def test_pretrain_embedded_continues_the_shipped_model_with_drills(tmp_path):
   out = subprocess.run(
       [sys.executable, str(TOOLS / "pretrain_embedded.py"), "--init", "spot_jax/embedded",
        "--out", str(tmp_path), "--steps", "2", "--docs", "40", "--drills", "0.5",
-       "--drills-per-task", "4", "--drill-families", "qa", "nli", "--log-every", "1",
+       "--drills-per-task", "4", "--drill-families", "qa", "nli", "--drill-weight", "nli=2",
+       "--log-every", "1",
        "--workers", "1"],
       capture_output=True, text=True, check=True, timeout=300,
       cwd=TOOLS.parent).stdout
-  assert "pretrain: 20 drills" in out  # 4 per task of the 5 QA and NLI sources
+  assert "pretrain: 32 drills" in out  # 4 per task of the 2 QA sources, 8 of the 3 NLI ones
   records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
   assert [r["step"] for r in records] == [1, 2]
   assert set(records[-1]["drill_accuracy"]) == {"sentiment", "nli", "paraphrase", "qa",

@@ -135,6 +135,16 @@ def make_batch(rng: np.random.Generator, docs: list[np.ndarray], batch: int, len
   return _batch(pairs, lengths)
 
 
+def _family_weights(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, int]:
+  weights = {}
+  for item in items:
+    family, _, weight = item.partition("=")
+    if not weight.isdigit() or int(weight) < 1:
+      parser.error(f"--drill-weight wants FAMILY=W with a whole W >= 1, got {item!r}")
+    weights[family] = int(weight)
+  return weights
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default=str(embedded.ROOT))
@@ -156,9 +166,13 @@ def main(argv=None) -> int:
   parser.add_argument("--drills-per-task", type=int, default=10_000)
   parser.add_argument("--drill-families", nargs="+", metavar="FAMILY",
                       help="train on the drills of these source families only (default: all)")
+  parser.add_argument("--drill-weight", nargs="+", metavar="FAMILY=W", default=[],
+                      help="give FAMILY W times the distinct drills per task (and so W times "
+                      "its share of the drill rows), e.g. nli=3")
   args = parser.parse_args(argv)
   families = {synthetic_tasks.TASKS[n].family for n in synthetic_tasks.SOURCE_TASKS}
-  unknown = set(args.drill_families or ()) - families
+  weights = _family_weights(parser, args.drill_weight)
+  unknown = (set(args.drill_families or ()) | set(weights)) - families
   if unknown:
     parser.error(f"unknown drill families {sorted(unknown)}; choose from {sorted(families)}")
   drill_tasks = [n for n in synthetic_tasks.SOURCE_TASKS
@@ -184,7 +198,10 @@ def main(argv=None) -> int:
   sentinel0 = sp.get_piece_size() + embedded.EXTRA_IDS - 1  # seqio's <extra_id_0>
   tokens = [np.asarray(t, np.int32) for t in sp.encode(docs)]
   held = [np.asarray(t, np.int32) for t in sp.encode(held_out)]
-  drills = _drills(sp, range(args.drills_per_task), drill_tasks) if args.drills else []
+  drills = [pair for name in drill_tasks if args.drills
+            for pair in _drills(sp, range(args.drills_per_task
+                                          * weights.get(synthetic_tasks.TASKS[name].family, 1)),
+                                [name])]
   num_drills = int(round(args.drills * args.batch))
   print(f"pretrain: {len(drills)} drills ({num_drills} per batch); {len(docs)} documents, "
         f"{sum(map(len, tokens)) / len(tokens):.0f} tokens each, "
@@ -220,8 +237,9 @@ def main(argv=None) -> int:
     right = logits_of(params, batch).argmax(-1) == batch["decoder_target_tokens"]
     return (right | (batch["decoder_loss_weights"] == 0)).all(-1)
 
-  # Held-out drills (indices after the training ones), scored per family.
-  held_indices = range(args.drills_per_task, args.drills_per_task + HELD_DRILLS)
+  # Held-out drills, scored per family.
+  first_held = args.drills_per_task * max(weights.values(), default=1)  # after every trained index
+  held_indices = range(first_held, first_held + HELD_DRILLS)
   drill_batch = _batch(_drills(sp, held_indices), LENGTHS)
   drill_families = np.array([synthetic_tasks.TASKS[n].family for n in synthetic_tasks.SOURCE_TASKS
                              for _ in held_indices])
