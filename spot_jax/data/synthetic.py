@@ -52,6 +52,9 @@ class Lexicon:
   def domain_of_place(self, place: str) -> int:
     return next(d for d, places in enumerate(self.places) if place in places)
 
+  def domain_of_object(self, obj: tuple[str, str]) -> int:
+    return next(d for d, pairs in enumerate(self.objects) if obj in pairs)
+
   def words(self) -> list[str]:
     """Every content word (for the tokenizer's training text)."""
     out = [*self.people, *self.domains, *self.colors, *(w for w, _, _ in self.ambiguous)]

@@ -241,13 +241,9 @@ def _distinct_world(g, n: int) -> lang._World:
   while True:
     w = lang._world(g, n)
     place_domains = {g.lex.domain_of_place(p) for p in w.places}
-    object_domains = {_object_domain(g, o) for _, o in w.possessions}
+    object_domains = {g.lex.domain_of_object(o) for _, o in w.possessions}
     if len(place_domains) == n and len(object_domains) == n:
       return w
-
-
-def _object_domain(g, obj: tuple[str, str]) -> int:
-  return next(d for d, pairs in enumerate(g.lex.objects) if obj in pairs)
 
 
 def _qa_context(g, w) -> str:
@@ -266,7 +262,7 @@ def _qa_what(g):
   i = int(g.rng.integers(len(w.people)))
   context = _qa_context(g, w)
   stated = next(word for word in w.possessions[i][1] if f" {word} ." in f" {context}")
-  d = g.lex.domains[_object_domain(g, w.possessions[i][1])]
+  d = g.lex.domains[g.lex.domain_of_object(w.possessions[i][1])]
   return f"question: what belongs in a {d} place ? context: {context}", stated
 
 
