@@ -19,6 +19,7 @@ from typing import Iterator, Mapping, Optional
 import jax
 import numpy as np
 
+from spot_jax.data.autograph import skip_seqio_autograph
 from spot_jax.errors import SpotError
 
 Batch = dict[str, np.ndarray]
@@ -26,6 +27,7 @@ Batch = dict[str, np.ndarray]
 
 def get_task(name: str):
   import seqio
+  skip_seqio_autograph()
   try:
     return seqio.get_mixture_or_task(name)
   except ValueError:

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Mapping, Optional
 import jax
 import numpy as np
 
+from spot_jax.data.autograph import skip_seqio_autograph
 from spot_jax.model import decoding
 from spot_jax.model.config import T5Config
 
@@ -36,6 +37,7 @@ class Validator:
                split: str = "validation", batch_size: int = 32,
                num_examples: Optional[int] = None):
     import seqio
+    skip_seqio_autograph()
     self.config = config.replace(dropout_rate=0.0)
     self.batch_size = batch_size
     self.max_decode_len = feature_lengths["targets"]
