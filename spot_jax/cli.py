@@ -118,7 +118,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
   demo.study(args.out, sources=args.sources or synthetic_tasks.SOURCE_TASKS,
              targets=args.targets or synthetic_tasks.TARGET_TASKS, seeds=args.seeds,
              protocol=_protocol(args), source_steps=args.source_steps, top_k=args.top_k,
-             metric=args.metric, mixture=args.mixture)
+             metric=args.metric, mixture=args.mixture, embedding_seeds=args.embedding_seeds)
   print(f"report: {args.out}/report.md")
 
 
@@ -138,7 +138,7 @@ def _cmd_retrieve(args: argparse.Namespace) -> None:
   from spot_jax.peft import load_prompt_file
   from spot_jax.study.transfer import rank_sources
   library = PromptLibrary(args.library)
-  ranking = rank_sources(library, load_prompt_file(args.query), args.metric,
+  ranking = rank_sources(library, {args.run: load_prompt_file(args.query)}, args.metric,
                          center=not args.no_center)
   for i, (task, score) in enumerate(ranking[:args.k], 1):
     print(f"{i:3d}. {task:<36s} {score:.4f}")
@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
   p.add_argument("--mixture", action="store_true", help="also retrieve by top-k multi-task "
                  "mixture (a prompt tuned on the top-k sources + the target initialises it)")
+  p.add_argument("--embedding_seeds", type=int, nargs="+", default=[0], help="embed every task "
+                 "from the init of each seed and average the similarities (paper: one seed)")
   protocol_flags(p)
   p.set_defaults(fn=_cmd_study)
 
@@ -232,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("query", metavar="EMBEDDING.npy")
   p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
   p.add_argument("-k", type=int, default=10)
+  p.add_argument("--run", help="compare with this run's embeddings only, e.g. seed0 for a query "
+                 "embedded with --seed 0 (default: every run, averaged per task)")
   p.add_argument("--no_center", action="store_true",
                  help="compare raw embeddings (default: subtract the library's mean embedding)")
   p.set_defaults(fn=_cmd_retrieve)

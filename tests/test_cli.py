@@ -76,3 +76,24 @@ def test_smoke_runs_on_random_weights(capsys):
   assert cli.main(["smoke", "--prompt_length", "3", "--beam_size", "2", "--max_decode_len", "4"]) == 0
   out = capsys.readouterr().out
   assert "rank classification ->" in out and "beam[0]" in out
+
+
+def test_retrieve_ranks_a_library_and_compares_one_run_when_asked(tmp_path, capsys):
+  from spot_jax.library.store import ModelIdentity, PromptLibrary
+  from spot_jax.peft import save_prompt_file
+  library = PromptLibrary(tmp_path / "lib")
+  identity = ModelIdentity(model="m", frozen_checksum="c", vocabulary="v", prompt_length=3,
+                           embed_dim=4)
+  rng = np.random.default_rng(0)
+  query = rng.normal(size=(3, 4)).astype(np.float32)
+  for task, run, embedding in [("near", "seed0", query + 0.01), ("far", "seed0", -query),
+                               ("near", "seed1", -query), ("far", "seed1", query)]:
+    library.add(task, run, identity=identity, task_embedding=embedding)
+  save_prompt_file(tmp_path / "q.npy", query)
+  assert cli.main(["retrieve", str(tmp_path / "lib"), str(tmp_path / "q.npy"), "--run", "seed0",
+                   "--no_center", "--metric", "avg_cosine"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split()[1] for line in lines] == ["near", "far"]
+  assert float(lines[0].split()[2]) == pytest.approx(1.0, abs=1e-3)
+  assert cli.main(["retrieve", str(tmp_path / "lib"), str(tmp_path / "q.npy"), "--run", "seed2"]) == 2
+  assert "no task embedding of run seed2" in capsys.readouterr().err

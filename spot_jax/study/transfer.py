@@ -1,8 +1,11 @@
 """SPoT's transferability study and targeted retrieval (paper §3) over one frozen model.
 
   1. source prompts + task embeddings: tune every source once; keep its early prompt (task
-     embedding) and best prompt (source prompt) in a PromptLibrary
-  2. target task embeddings: tune each target for `embedding_step` steps with the same protocol
+     embedding) and best prompt (source prompt) in a PromptLibrary (run "seed0")
+  2. target task embeddings: tune each target for `embedding_step` steps with the same protocol.
+     With several `embedding_seeds`, every source and target is also embedded from the init of
+     each further seed (library runs "seed<s>", embedding only), and a source's similarity to a
+     target is the mean over seeds of the similarity of their same-seed embeddings
   3. the grid: every target tuned from every source prompt and from the default init (baseline),
      for each seed, as resumable cells (spot_jax.study.grid); plus retrieval's own cells: the
      top-k weighted average of source prompts (α_r = sim_r / Σ sim) per target and seed, and
@@ -17,16 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import collections
 import json
 import sys
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 from etils import epath
 
 from spot_jax.checkpoints.atomic import atomic_write
 from spot_jax.library import similarity
-from spot_jax.library.store import ModelIdentity, PromptLibrary
+from spot_jax.library.store import LibraryError, ModelIdentity, PromptLibrary
 from spot_jax.peft import load_prompt_file, save_prompt_file
 from spot_jax.study import figures, grid, tables
 from spot_jax.study.runner import Tuner
@@ -48,6 +52,9 @@ class Study:
   mixture: bool = False  # also run the top-k multi-task mixture method
   mixture_steps: Optional[int] = None  # steps on the mixture (default: source_steps)
   families: Optional[Mapping[str, str]] = None  # task -> family, for figures and retrieval checks
+  # Init seeds of the task embeddings (paper: one). Short tunings from one init are noisy
+  # estimates of a task; averaging similarities over a few inits steadies the ranking.
+  embedding_seeds: tuple[int, ...] = (0,)
 
 
 def _say(message: str) -> None:
@@ -60,47 +67,78 @@ def identity(tuner: Tuner, vocabulary: str) -> ModelIdentity:
                        vocabulary=vocabulary, prompt_length=p, embed_dim=tuner.config.emb_dim)
 
 
+def run_name(seed: int) -> str:
+  """The library run of a task tuned from the init of `seed`."""
+  return f"seed{seed}"
+
+
 def build_library(tuner: Tuner, library: PromptLibrary, study: Study, model: ModelIdentity) -> None:
-  """Tunes each source not yet in the library (run name 'seed0')."""
+  """Tunes each source not yet in the library: its source run (run "seed0": source prompt + task
+  embedding) and, for each further embedding seed s, a task embedding alone (run "seed<s>")."""
   for i, task in enumerate(study.sources):
-    if library.list(task):
-      continue
-    _say(f"source {i + 1}/{len(study.sources)}: {task}")
-    run = tuner.tune(task, seed=0, steps=study.source_steps, label="(source)")
     family = (study.families or {}).get(task)
-    library.add(task, "seed0", identity=model, source_prompt=run.source_prompt,
-                task_embedding=run.task_embedding,
-                metadata={"score": run.best_score, "step": run.best_step, "family": family})
+    runs = {e.run for e in library.list(task)}
+    if run_name(0) not in runs:
+      _say(f"source {i + 1}/{len(study.sources)}: {task}")
+      run = tuner.tune(task, seed=0, steps=study.source_steps, label="(source)")
+      library.add(task, run_name(0), identity=model, source_prompt=run.source_prompt,
+                  task_embedding=run.task_embedding,
+                  metadata={"score": run.best_score, "step": run.best_step, "family": family})
+    for seed in study.embedding_seeds:
+      if run_name(seed) not in runs | {run_name(0)}:
+        run = tuner.tune(task, seed=seed, steps=tuner.protocol.embedding_step,
+                         label=f"(embedding seed {seed})", validate=False)
+        library.add(task, run_name(seed), identity=model, task_embedding=run.task_embedding,
+                    metadata={"family": family, "seed": seed})
 
 
-def target_embeddings(tuner: Tuner, study: Study, out: epath.Path) -> dict[str, np.ndarray]:
-  """Each target's task embedding: the prompt after `embedding_step` steps (seed 0), cached."""
-  out.mkdir(parents=True, exist_ok=True)
+def target_embeddings(tuner: Tuner, study: Study,
+                      out: epath.Path) -> dict[str, dict[str, np.ndarray]]:
+  """Each target's task embeddings {run: [P, E]}: the prompt after `embedding_step` steps from
+  the init of each embedding seed, cached in OUT/target_embeddings/<run>/<target>.npy."""
   embeddings = {}
   for target in study.targets:
-    path = out / f"{target}.npy"
-    if not path.exists():
-      _say(f"embedding target {target}")
-      run = tuner.tune(target, seed=0, steps=tuner.protocol.embedding_step, label="(embedding)")
-      save_prompt_file(path, run.task_embedding)  # atomic: a killed run leaves no half file
-    embeddings[target] = load_prompt_file(path)
+    embeddings[target] = {}
+    for seed in study.embedding_seeds:
+      path = out / run_name(seed) / f"{target}.npy"
+      if not path.exists():
+        _say(f"embedding target {target} (seed {seed})")
+        run = tuner.tune(target, seed=seed, steps=tuner.protocol.embedding_step,
+                         label="(embedding)", validate=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_prompt_file(path, run.task_embedding)  # atomic: a killed run leaves no half file
+      embeddings[target][run_name(seed)] = load_prompt_file(path)
   return embeddings
 
 
-def rank_sources(library: PromptLibrary, query: np.ndarray, metric: str,
-                 sources: Optional[Sequence[str]] = None,
+def rank_sources(library: PromptLibrary, query: Union[np.ndarray, Mapping[str, np.ndarray]],
+                 metric: str, sources: Optional[Sequence[str]] = None,
                  center: bool = True) -> list[tuple[str, float]]:
-  """Library tasks ranked by task-embedding similarity to `query` [P, E], best first.
+  """Library tasks ranked by task-embedding similarity to `query`, best first.
 
-  center: subtract the library's mean embedding from every embedding and the query first. Short
-  tunings from one shared init stay close to it, and raw cosines then mostly measure the init.
+  query: one embedding [P, E], compared with every library embedding; or {run: [P, E]}, the target
+  embedded from several inits, each compared with the library's embeddings of the same run (same
+  init). A task's similarity is the mean over the compared embeddings of its runs.
+  center: subtract the mean of the compared library embeddings from them and the query first.
+  Short tunings from one shared init stay close to it, and raw cosines then mostly measure the init.
   """
   entries, stacked = library.stack("task_embedding")
-  keep = [i for i, e in enumerate(entries) if sources is None or e.task in sources]
-  mean = stacked[keep].mean(0) if center else 0.0
-  vectors = similarity.prompt_vectors(stacked[keep] - mean, metric)
-  order, scores = similarity.rank(similarity.prompt_vectors(query - mean, metric), vectors)
-  return [(entries[keep[i]].task, float(s)) for i, s in zip(order, scores)]
+  queries = query if isinstance(query, Mapping) else {None: query}
+  wanted = set(sources) if sources is not None else {e.task for e in entries}
+  scores = collections.defaultdict(list)
+  for run, q in queries.items():
+    keep = [i for i, e in enumerate(entries) if e.task in wanted and run in (None, e.run)]
+    missing = sorted(wanted - {entries[i].task for i in keep})
+    if missing:
+      raise LibraryError(f"{library.path} has no task embedding of run {run or 'any'} for "
+                         f"{', '.join(missing)}")
+    mean = stacked[keep].mean(0) if center else 0.0
+    sims = (similarity.prompt_vectors(stacked[keep] - mean, metric)
+            @ similarity.prompt_vectors(q - mean, metric))
+    for i, sim in zip(keep, sims):
+      scores[entries[i].task].append(float(sim))
+  return sorted(((task, float(np.mean(v))) for task, v in scores.items()),
+                key=lambda item: (-item[1], item[0]))
 
 
 def retrieval_mixture(target: str, sources: Sequence[str]) -> str:
@@ -186,22 +224,25 @@ def summarize(results: Sequence[dict], rankings: Mapping[str, list[tuple[str, fl
                 for s in study.sources] for t in study.targets}
   return {"methods": {m: {t: list(v) for t, v in s.items()} for m, s in methods.items()},
           "rankings": dict(rankings), "top1_in_family": top1_in_family,
-          "similarity_vs_transfer": pairs}
+          "similarity_vs_transfer": pairs, "embedding_seeds": list(study.embedding_seeds)}
 
 
 def write_report(out: epath.Path, results: Sequence[dict], summary: dict, library: PromptLibrary,
-                 queries: Mapping[str, np.ndarray], study: Study) -> epath.Path:
+                 queries: Mapping[str, Mapping[str, np.ndarray]], study: Study) -> epath.Path:
   """report.md with Tables 3/6/7 analogues and Figs. 3/4/5 analogues as PNGs beside it."""
   transfer = [r for r in results if r["source"] in (*study.sources, grid.BASELINE)]
   sources, targets, rer = tables.transfer_table(transfer, study.sources, study.targets)
   figures.transfer_heatmap(sources, targets, rer, out / "transfer_heatmap.png")
-  entries, stacked = library.stack("task_embedding")
-  names = [e.task for e in entries] + [f"{t} (target)" for t in queries]
-  prompts = np.concatenate([stacked, np.stack(list(queries.values()))])
-  prompts = prompts - (stacked.mean(0) if study.center else 0.0)  # as rank_sources compares them
-  sim = similarity.similarity_matrix(prompts, prompts, study.metric)
-  families = {**{e.task: e.family or "?" for e in entries},
-              **{f"{t} (target)": (study.families or {}).get(t, "?") for t in queries}}
+  names = [*study.sources, *(f"{t} (target)" for t in study.targets)]
+  sims = []  # one similarity matrix per embedding seed, compared as rank_sources compares them
+  for run in map(run_name, study.embedding_seeds):
+    src = np.stack([library.get(task, run).task_embedding() for task in study.sources])
+    prompts = np.concatenate([src, np.stack([queries[t][run] for t in study.targets])])
+    prompts = prompts - (src.mean(0) if study.center else 0.0)
+    sims.append(similarity.similarity_matrix(prompts, prompts, study.metric))
+  sim = np.mean(sims, axis=0)
+  families = {name: (study.families or {}).get(name.removesuffix(" (target)"), "?")
+              for name in names}
   figures.similarity_clustermap(names, sim, out / "task_similarity.png", families)
   per_target = {t: tuple(map(list, zip(*pairs))) for t, pairs in summary["similarity_vs_transfer"].items()}
   correlations = figures.similarity_vs_transfer(per_target, out / "similarity_vs_transfer.png")
@@ -210,7 +251,8 @@ def write_report(out: epath.Path, results: Sequence[dict], summary: dict, librar
   rows = tables.retrieval_summary(summary["methods"])
   lines = ["# SPoT study report", "",
            f"{len(study.sources)} sources × {len(study.targets)} targets × seeds {list(study.seeds)}; "
-           f"similarity: {study.metric}; top-k = {study.top_k}.", "",
+           f"similarity: {study.metric}, mean over task embeddings from init seeds "
+           f"{list(study.embedding_seeds)}; top-k = {study.top_k}.", "",
            "## Retrieval (Table 3 analogue)", "",
            tables.markdown_table(["method", "mean score", "std over seeds", "abs. gain", "rel. gain %"],
                                  [(r.method, r.mean, r.std, r.abs_gain, r.rel_gain) for r in rows]),

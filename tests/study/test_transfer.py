@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from spot_jax.data import synthetic_tasks
-from spot_jax.library.store import PromptLibrary
+from spot_jax.library import similarity
+from spot_jax.library.store import LibraryError, PromptLibrary
 from spot_jax.model.config import get_config
 from spot_jax.model.params import init_params
+from spot_jax.peft import load_prompt_file
 from spot_jax.study import runner, transfer
 from tasks import synthetic
 
@@ -77,6 +79,33 @@ def test_a_study_resumed_with_more_sources_reruns_only_what_changed(tuner, tmp_p
           if [tuple(x) for x in top] == [tuple(x) for x in summary["rankings"][TARGET][:2]]]
 
 
+def test_embedding_seeds_average_the_similarities_of_same_seed_embeddings(tuner, tmp_path,
+                                                                         monkeypatch):
+  families = {n: s.family for n, s in synthetic_tasks.TASKS.items()}
+  study = transfer.Study(sources=SOURCES, targets=(TARGET,), seeds=(0,), source_steps=4, top_k=2,
+                         families=families, embedding_seeds=(0, 1))
+  summary = transfer.run_study(tuner, study, tmp_path, vocabulary="test")
+  library = PromptLibrary(tmp_path / "library")
+  assert {(e.task, e.run) for e in library.list()} == {(s, r) for s in SOURCES
+                                                       for r in ("seed0", "seed1")}
+  assert not library.get(SOURCES[0], "seed1").has("source_prompt")
+  assert library.get(SOURCES[0]).run == "seed0"  # the run with the source prompt and its score
+  expected = {}
+  for run in ("seed0", "seed1"):
+    embeddings = np.stack([library.get(s, run).task_embedding() for s in SOURCES])
+    mean = embeddings.mean(0)
+    query = load_prompt_file(tmp_path / "target_embeddings" / run / f"{TARGET}.npy")
+    for source, embedding in zip(SOURCES, embeddings):
+      expected.setdefault(source, []).append(
+          similarity.similarity(embedding - mean, query - mean, "token_cosine"))
+  ranking = summary["rankings"][TARGET]
+  assert dict(ranking) == pytest.approx({s: np.mean(v) for s, v in expected.items()})
+  assert [v for _, v in ranking] == sorted((v for _, v in ranking), reverse=True)
+  assert summary["embedding_seeds"] == [0, 1]
+  monkeypatch.setattr(tuner, "tune", lambda *a, **k: pytest.fail("a finished study tuned again"))
+  assert transfer.run_study(tuner, study, tmp_path, vocabulary="test")["rankings"] == summary["rankings"]
+
+
 def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
   library = PromptLibrary(tmp_path / "lib")
   identity = transfer.identity(tuner, "test")
@@ -89,6 +118,9 @@ def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
   assert ranking[0][0] == SOURCES[1] and ranking[0][1] == pytest.approx(
       float(np.mean(query / np.linalg.norm(query, axis=1, keepdims=True), 0) @
             np.mean(query / np.linalg.norm(query, axis=1, keepdims=True), 0)))
+  assert transfer.rank_sources(library, {"seed0": query}, "token_cosine", center=False) == ranking
+  with pytest.raises(LibraryError, match="no task embedding of run seed1 for synthetic_"):
+    transfer.rank_sources(library, {"seed1": query}, "token_cosine")
 
 
 def test_retrieval_mixture_is_examples_proportional_over_sources_and_target():
