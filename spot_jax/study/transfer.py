@@ -18,9 +18,9 @@ Everything lands in OUT/: library/, cells/, results.json, report.md and the PNG 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
-import collections
 import json
 import sys
 from typing import Mapping, Optional, Sequence, Union
@@ -85,7 +85,7 @@ def build_library(tuner: Tuner, library: PromptLibrary, study: Study, model: Mod
                   task_embedding=run.task_embedding,
                   metadata={"score": run.best_score, "step": run.best_step, "family": family})
     for seed in study.embedding_seeds:
-      if run_name(seed) not in runs | {run_name(0)}:
+      if seed != 0 and run_name(seed) not in runs:  # seed 0's embedding is the source run's
         run = tuner.tune(task, seed=seed, steps=tuner.protocol.embedding_step,
                          label=f"(embedding seed {seed})", validate=False)
         library.add(task, run_name(seed), identity=model, task_embedding=run.task_embedding,
