@@ -32,12 +32,24 @@ def _features() -> dict[str, seqio.Feature]:
           "targets": seqio.Feature(vocab, add_eos=True)}
 
 
+@functools.lru_cache(maxsize=None)
+def _columns(name: str, split: str) -> dict[str, tuple]:
+  """The split's examples, generated once per process and kept as columns (a split is at most 20K
+  short sentences, a few MB)."""
+  examples = list(synthetic_tasks.examples(name, split))
+  return {key: tuple(ex[key] for ex in examples) for key in ("inputs", "targets", "idx")}
+
+
 def _dataset_fn(split: str, shuffle_files: bool, seed=None, *, name: str) -> tf.data.Dataset:
+  """In-memory tensors, not a Python generator: every epoch and every run of a study re-reads the
+  same examples, and a generator made each batch cost Python time on the training core (200
+  batches: 6.6 s generated, 2.1 s from memory, one core)."""
   del shuffle_files, seed  # examples are indexed; seqio shuffles the stream itself
-  return tf.data.Dataset.from_generator(
-      lambda: synthetic_tasks.examples(name, split),
-      output_signature={"inputs": tf.TensorSpec((), tf.string),
-                        "targets": tf.TensorSpec((), tf.string), "idx": tf.TensorSpec((), tf.int32)})
+  columns = _columns(name, split)
+  return tf.data.Dataset.from_tensor_slices(
+      {"inputs": tf.constant(columns["inputs"], tf.string),
+       "targets": tf.constant(columns["targets"], tf.string),
+       "idx": tf.constant(columns["idx"], tf.int32)})
 
 
 def register(spec: synthetic_tasks.TaskSpec) -> seqio.Task:
