@@ -32,24 +32,33 @@ def _features() -> dict[str, seqio.Feature]:
           "targets": seqio.Feature(vocab, add_eos=True)}
 
 
+CHUNK = 1000  # examples generated per call; seqio's shuffle buffer holds 1000
+
+
 @functools.lru_cache(maxsize=None)
-def _columns(name: str, split: str) -> dict[str, tuple]:
-  """The split's examples, generated once per process and kept as columns (a split is at most 20K
-  short sentences, a few MB)."""
-  examples = list(synthetic_tasks.examples(name, split))
-  return {key: tuple(ex[key] for ex in examples) for key in ("inputs", "targets", "idx")}
+def _chunk(name: str, split: str, start: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+  """Examples start .. start+CHUNK-1 of the split as columns, generated once per process."""
+  size = synthetic_tasks.TASKS[name].sizes[synthetic_tasks.SPLITS.index(split)]
+  rows = [synthetic_tasks.example(name, split, i) for i in range(start, min(start + CHUNK, size))]
+  return tuple(tuple(row[key] for row in rows) for key in ("inputs", "targets", "idx"))
 
 
 def _dataset_fn(split: str, shuffle_files: bool, seed=None, *, name: str) -> tf.data.Dataset:
-  """In-memory tensors, not a Python generator: every epoch and every run of a study re-reads the
-  same examples, and a generator made each batch cost Python time on the training core (200
-  batches: 6.6 s generated, 2.1 s from memory, one core)."""
+  """The split in index order, as in-memory chunks of CHUNK examples: a chunk is generated when
+  the stream first reaches it and kept, so a short run generates little and later epochs and the
+  other runs of a study generate nothing (200 batches of a target: 6.6 s with a Python generator
+  per example, 2.1 s this way, one core)."""
   del shuffle_files, seed  # examples are indexed; seqio shuffles the stream itself
-  columns = _columns(name, split)
-  return tf.data.Dataset.from_tensor_slices(
-      {"inputs": tf.constant(columns["inputs"], tf.string),
-       "targets": tf.constant(columns["targets"], tf.string),
-       "idx": tf.constant(columns["idx"], tf.int32)})
+  size = synthetic_tasks.TASKS[name].sizes[synthetic_tasks.SPLITS.index(split)]
+
+  def chunk(start: tf.Tensor) -> tf.data.Dataset:
+    columns = tf.py_function(lambda s: _chunk(name, split, int(s)), [start],
+                             (tf.string, tf.string, tf.int32))
+    return tf.data.Dataset.from_tensor_slices(
+        {key: tf.ensure_shape(column, [None])
+         for key, column in zip(("inputs", "targets", "idx"), columns)})
+
+  return tf.data.Dataset.range(0, size, CHUNK).flat_map(chunk)
 
 
 def register(spec: synthetic_tasks.TaskSpec) -> seqio.Task:
