@@ -118,7 +118,8 @@ def _cmd_study(args: argparse.Namespace) -> None:
   demo.study(args.out, sources=args.sources or synthetic_tasks.SOURCE_TASKS,
              targets=args.targets or synthetic_tasks.TARGET_TASKS, seeds=args.seeds,
              protocol=_protocol(args), source_steps=args.source_steps, top_k=args.top_k,
-             metric=args.metric, mixture=args.mixture, embedding_seeds=args.embedding_seeds)
+             metric=args.metric, mixture=args.mixture, embedding_seeds=args.embedding_seeds,
+             reverse=args.reverse)
   print(f"report: {args.out}/report.md")
 
 
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "mixture (a prompt tuned on the top-k sources + the target initialises it)")
   p.add_argument("--embedding_seeds", type=int, nargs="+", default=[0], help="embed every task "
                  "from the init of each seed and average the similarities (paper: one seed)")
+  p.add_argument("--reverse", action="store_true", help="run the grid's cells last to first: "
+                 "start a second process on the same --out with it to share the work")
   protocol_flags(p)
   p.set_defaults(fn=_cmd_study)
 

@@ -44,14 +44,16 @@ def check_tasks(names: Sequence[str]) -> None:
 
 def study(out: str, *, sources: Sequence[str], targets: Sequence[str], seeds: Sequence[int],
           protocol: Protocol, source_steps: int, top_k: int = 3, metric: str = "token_cosine",
-          mixture: bool = False, embedding_seeds: Sequence[int] = (0,)) -> dict:
+          mixture: bool = False, embedding_seeds: Sequence[int] = (0,),
+          reverse: bool = False) -> dict:
   """Runs (or resumes) a transfer study on the embedded universe; returns the summary."""
   check_tasks([*sources, *targets])
   families = {name: spec.family for name, spec in synthetic_tasks.TASKS.items()}
   spec = Study(sources=tuple(sources), targets=tuple(targets), seeds=tuple(seeds),
                source_steps=source_steps, top_k=min(top_k, len(sources)), metric=metric,
                families=families, mixture=mixture, embedding_seeds=tuple(embedding_seeds))
-  return run_study(embedded_tuner(protocol), spec, out, vocabulary="spot_jax/embedded")
+  return run_study(embedded_tuner(protocol), spec, out, vocabulary="spot_jax/embedded",
+                   reverse=reverse)
 
 
 def run_demo(out: str = "spot_demo", *, target: Optional[str] = None,

@@ -149,7 +149,8 @@ def _read_record(path: epath.Path) -> dict[str, Any]:
 
 
 def run_grid(cells: Sequence[Cell], run_cell: Callable[[Cell], Mapping[str, Any]],
-             out_dir: str | epath.PathLike, *, progress: bool = True) -> list[dict[str, Any]]:
+             out_dir: str | epath.PathLike, *, progress: bool = True,
+             reverse: bool = False) -> list[dict[str, Any]]:
   """Runs each cell whose result file is missing; returns every cell's record, in `cells` order.
 
   A cell whose file exists is read, never recomputed. Otherwise `run_cell(cell)` returns a mapping
@@ -157,18 +158,22 @@ def run_grid(cells: Sequence[Cell], run_cell: Callable[[Cell], Mapping[str, Any]
   of the best score), written with the cell's fields (target, source: "baseline" for the baseline,
   seed). An exception in run_cell propagates; the cells finished before it are on disk, so calling
   run_grid again resumes there. `progress` shows a tqdm bar on stderr with the done (computed now)
-  and skipped (read from disk) counts, the last cell and its score.
+  and skipped (read from disk) counts, the last cell and its score. `reverse` visits the cells last
+  to first (records still come back in `cells` order): a second process on the same `out_dir`
+  started with it meets the first once, in the middle, instead of computing the cells the first
+  is about to compute.
   """
   out_dir = epath.Path(out_dir)
   keys = [cell.key for cell in cells]
   if len(set(keys)) != len(keys):
     raise GridError("cells has duplicates; build the grid with spot_jax.study.grid.cells")
-  records = []
+  records: list[dict[str, Any]] = [{}] * len(cells)
   done = skipped = 0
   bar = tqdm.tqdm(total=len(cells), desc="grid", unit="cell", file=sys.stderr,
                   disable=not progress, dynamic_ncols=True)
   try:
-    for cell in cells:
+    for i in reversed(range(len(cells))) if reverse else range(len(cells)):
+      cell = cells[i]
       path = out_dir / cell.key
       if path.exists():
         record = _read_record(path)
@@ -180,7 +185,7 @@ def run_grid(cells: Sequence[Cell], run_cell: Callable[[Cell], Mapping[str, Any]
         record = _record(cell, run_cell(cell))
         _write_json_atomic(path, record)
         done += 1
-      records.append(record)
+      records[i] = record
       bar.set_postfix_str(f"done={done} skipped={skipped} {cell.key} score={record['score']:.2f}",
                           refresh=False)
       bar.update()

@@ -158,7 +158,10 @@ def method_cell(method: str, ranking: Sequence[tuple[str, float]], k: int) -> st
   return f"{method}-{hashlib.sha1(top.encode()).hexdigest()[:8]}"
 
 
-def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabulary: str) -> dict:
+def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabulary: str,
+              reverse: bool = False) -> dict:
+  """Runs (or resumes) the study into OUT; returns the summary. reverse: run the grid's cells
+  last to first, for a second process on the same OUT (see grid.run_grid)."""
   out = epath.Path(out)
   library = PromptLibrary(out / "library")
   build_library(tuner, library, study, identity(tuner, vocabulary))
@@ -190,7 +193,7 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
   cells = grid.cells(study.sources, study.targets, study.seeds)
   cells += [grid.Cell(t, source, seed) for (source, t) in retrieved for seed in study.seeds]
   cells.sort(key=lambda c: study.targets.index(c.target))  # target-major, as grid.cells orders
-  results = grid.run_grid(cells, run_cell, out / "cells")
+  results = grid.run_grid(cells, run_cell, out / "cells", reverse=reverse)
   summary = summarize(results, rankings, study)
   write_report(out, results, summary, library, queries, study)  # adds the Pearson r, p per target
   atomic_write(out / "results.json", json.dumps(summary, indent=1, default=float))

@@ -31,3 +31,14 @@ def test_unknown_tasks_fail_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown embedded task" in err[0], err
   assert not (tmp_path / "d").exists() and not (tmp_path / "s").exists()
+
+
+def test_study_transfer_passes_its_options(tmp_path, monkeypatch):
+  from spot_jax import demo
+  got = {}
+  monkeypatch.setattr(demo, "study", lambda out, **kw: got.update(out=out, **kw))
+  assert cli.main(["study", "transfer", "--out", str(tmp_path), "--targets", "synthetic_nli_cb",
+                   "--embedding_seeds", "0", "2", "--reverse", "--steps", "40"]) == 0
+  assert got["out"] == str(tmp_path) and got["targets"] == ["synthetic_nli_cb"]
+  assert got["embedding_seeds"] == [0, 2] and got["reverse"] is True
+  assert got["protocol"].steps == 40 and got["protocol"].eval_every == 20

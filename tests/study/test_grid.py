@@ -75,6 +75,24 @@ def test_run_grid_resumes_after_an_exception(tmp_path):
       resumed, key=lambda r: (r["target"], r["source"], r["seed"]))
 
 
+def test_a_reversed_second_run_meets_the_first_in_the_middle(tmp_path):
+  todo = grid.cells(["mnli", "squad"], ["rte"], [0, 1])  # 6 cells
+  forward, backward = [], []
+
+  def first(cell):  # the first process, stopped after 2 cells
+    if len(forward) == 2:
+      raise RuntimeError("preempted")
+    forward.append(cell)
+    return {"score": _score(cell)}
+
+  with pytest.raises(RuntimeError):
+    grid.run_grid(todo, first, tmp_path, progress=False)
+  records = grid.run_grid(todo, lambda c: backward.append(c) or {"score": _score(c)}, tmp_path,
+                          progress=False, reverse=True)
+  assert forward == todo[:2] and backward == todo[:1:-1]  # no cell computed twice
+  assert [r["score"] for r in records] == [_score(c) for c in todo]  # in `cells` order
+
+
 def test_load_results_ignores_temp_files(tmp_path):
   records = grid.run_grid(grid.cells(["mnli"], ["rte"], [0]),
                           lambda c: {"score": _score(c)}, tmp_path, progress=False)
