@@ -44,6 +44,10 @@ class TaskSpec:
   kind: str = "classification"  # "classification" | "regression" | "extractive"
   verbalizer: Optional[dict[str, str]] = None  # generator's label -> label word of the language
 
+  def size(self, split: str) -> int:
+    """Examples in `split` (one of lang.SPLITS)."""
+    return self.sizes[lang.SPLITS.index(split)]
+
 
 # ------------------------------------------------------------------------------------ sentiment
 
@@ -460,7 +464,7 @@ def drill(name: str, index: int) -> dict:
 
 def examples(name: str, split: str, seed: int = 0, limit: Optional[int] = None) -> Iterator[dict]:
   """The split's examples in index order (its size from TASKS unless `limit`)."""
-  size = TASKS[name].sizes[lang.SPLITS.index(split)]
+  size = TASKS[name].size(split)
   for i in range(size if limit is None else min(size, limit)):
     yield example(name, split, i, seed)
 
