@@ -51,7 +51,8 @@ def test_probe_embedded_prints_accuracies_and_chance():
 @pytest.mark.parametrize("flags, error", [
     (["--drill-families", "qa", "poetry"], "unknown drill families ['poetry']"),
     (["--drill-weight", "poetry=2"], "unknown drill families ['poetry']"),
-    (["--drill-weight", "nli=0.5"], "--drill-weight wants FAMILY=W")])
+    (["--drill-weight", "nli=0.5"], "--drill-weight wants FAMILY=W"),
+    (["--drill-tasks", "synthetic_nli_cb"], "--drill-tasks ['synthetic_nli_cb'] are not source tasks")])
 def test_pretrain_embedded_rejects_bad_drill_flags(tmp_path, flags, error):
   run = subprocess.run([sys.executable, str(TOOLS / "pretrain_embedded.py"), "--out", str(tmp_path),
                         "--drills", "0.5", *flags],
@@ -65,11 +66,13 @@ def test_pretrain_embedded_continues_the_shipped_model_with_drills(tmp_path):
       [sys.executable, str(TOOLS / "pretrain_embedded.py"), "--init", "spot_jax/embedded",
        "--out", str(tmp_path), "--steps", "2", "--docs", "40", "--drills", "0.5",
        "--drills-per-task", "4", "--drill-families", "qa", "nli", "--drill-weight", "nli=2",
-       "--log-every", "1",
+       "--drill-tasks", "synthetic_qa_where", "synthetic_nli_location", "synthetic_nli_mixed",
+       "synthetic_sent_opinion", "--log-every", "1",
        "--workers", "1"],
       capture_output=True, text=True, check=True, timeout=300,
       cwd=TOOLS.parent).stdout
-  assert "pretrain: 32 drills" in out  # 4 per task of the 2 QA sources, 8 of the 3 NLI ones
+  # 4 of qa_where, 8 each of the two NLI tasks; sent_opinion is not of the chosen families
+  assert "pretrain: 20 drills" in out
   records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
   assert [r["step"] for r in records] == [1, 2]
   assert set(records[-1]["drill_accuracy"]) == {"sentiment", "nli", "paraphrase", "qa",

@@ -166,6 +166,9 @@ def main(argv=None) -> int:
   parser.add_argument("--drills-per-task", type=int, default=10_000)
   parser.add_argument("--drill-families", nargs="+", metavar="FAMILY",
                       help="train on the drills of these source families only (default: all)")
+  parser.add_argument("--drill-tasks", nargs="+", metavar="TASK",
+                      help="train on the drills of these source tasks only (synthetic_nli_location "
+                      "...; with --drill-families, the tasks of those families among them)")
   parser.add_argument("--drill-weight", nargs="+", metavar="FAMILY=W", default=[],
                       help="give FAMILY W times the distinct drills per task (and so W times "
                       "its share of the drill rows), e.g. nli=3")
@@ -175,7 +178,11 @@ def main(argv=None) -> int:
   unknown = (set(args.drill_families or ()) | set(weights)) - families
   if unknown:
     parser.error(f"unknown drill families {sorted(unknown)}; choose from {sorted(families)}")
-  drill_tasks = [n for n in synthetic_tasks.SOURCE_TASKS
+  not_sources = set(args.drill_tasks or ()) - set(synthetic_tasks.SOURCE_TASKS)
+  if not_sources:
+    parser.error(f"--drill-tasks {sorted(not_sources)} are not source tasks; choose from "
+                 f"{', '.join(synthetic_tasks.SOURCE_TASKS)}")
+  drill_tasks = [n for n in (args.drill_tasks or synthetic_tasks.SOURCE_TASKS)
                  if synthetic_tasks.TASKS[n].family in (args.drill_families or families)]
   t0 = time.time()
   out = os.path.abspath(args.out)
