@@ -77,6 +77,8 @@ def test_pretrain_embedded_continues_the_shipped_model_with_drills(tmp_path):
   assert [r["step"] for r in records] == [1, 2]
   assert set(records[-1]["drill_accuracy"]) == {"sentiment", "nli", "paraphrase", "qa",
                                                 "multiple_choice", "acceptability", "word_sense"}
+  assert list(records[-1]["drilled_task_accuracy"]) == ["synthetic_qa_where",
+                                                        "synthetic_nli_location", "synthetic_nli_mixed"]
   summary = json.loads((tmp_path / "pretrain.json").read_text())
   assert summary["args"]["drills"] == 0.5 and summary["total_steps"] > 2
   assert (tmp_path / "model" / "model.safetensors").stat().st_size > 0

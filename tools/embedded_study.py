@@ -7,7 +7,8 @@
 majority-class share of its validation split (0 for the regression task: Pearson/Spearman).
 `spot`: a prompt tuned on the mixture of all sources (`synthetic_sources`) initialises each target;
 compared with vanilla prompt tuning at the same target steps, per seed. Finished runs are kept in
-OUT/<grid>/ and never recomputed (spot_jax.study.grid).
+OUT/<grid>/ and never recomputed (spot_jax.study.grid); a second process started with `--reverse`
+on the same OUT works through the cells from the other end.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def run_sources(args) -> dict:
     return {"score": run.best_score, "scores": run.scores, "trivial": trivial_baseline(cell.target),
             "family": synthetic_tasks.TASKS[cell.target].family, "seconds": run.seconds}
 
-  results = grid.run_grid(cells, run_cell, epath.Path(args.out) / "sources")
+  results = grid.run_grid(cells, run_cell, epath.Path(args.out) / "sources", reverse=args.reverse)
   rows = [(r["target"], r["family"], r["trivial"], r["score"], r["score"] - r["trivial"])
           for r in results]
   print(tables.markdown_table(["source task", "family", "trivial", "prompt tuning", "margin"], rows))
@@ -89,7 +90,7 @@ def run_spot(args) -> dict:
     run = t.tune(cell.target, seed=cell.seed, init=init, label=cell.source_name)
     return {"score": run.best_score, "scores": run.scores, "seconds": run.seconds}
 
-  results = grid.run_grid(cells, run_cell, out / "spot" / "cells")
+  results = grid.run_grid(cells, run_cell, out / "spot" / "cells", reverse=args.reverse)
   stats = tables.mean_std(results)
   rows, wins = [], 0
   for target in synthetic_tasks.TARGET_TASKS:
@@ -111,6 +112,8 @@ def main(argv=None) -> int:
   parser.add_argument("--source-steps", type=int, default=600)
   parser.add_argument("--mixture-steps", type=int, default=1500)
   parser.add_argument("--target-steps", type=int, default=300)
+  parser.add_argument("--reverse", action="store_true",
+                      help="run the cells last to first: a second process on the same OUT")
   args = parser.parse_args(argv)
   summary = run_sources(args) if args.what == "sources" else run_spot(args)
   (epath.Path(args.out) / f"{args.what}_summary.json").write_text(json.dumps(summary, indent=1))

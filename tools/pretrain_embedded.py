@@ -248,8 +248,8 @@ def main(argv=None) -> int:
   first_held = args.drills_per_task * max(weights.values(), default=1)  # after every trained index
   held_indices = range(first_held, first_held + HELD_DRILLS)
   drill_batch = _batch(_drills(sp, held_indices), LENGTHS)
-  drill_families = np.array([synthetic_tasks.TASKS[n].family for n in synthetic_tasks.SOURCE_TASKS
-                             for _ in held_indices])
+  drill_names = np.array([n for n in synthetic_tasks.SOURCE_TASKS for _ in held_indices])
+  drill_families = np.array([synthetic_tasks.TASKS[n].family for n in drill_names])
   rng = np.random.default_rng([args.seed, 1])
   eval_batches = [make_batch(np.random.default_rng([args.seed, 2, i]), held, 256, LENGTHS, sentinel0)
                   for i in range(4)]
@@ -269,6 +269,8 @@ def main(argv=None) -> int:
                 "eval_token_accuracy": round(float(np.mean([e["token_accuracy"] for e in evals])), 4),
                 "drill_accuracy": {f: round(float(right[drill_families == f].mean()), 3)
                                    for f in dict.fromkeys(drill_families)},
+                "drilled_task_accuracy": {n: round(float(right[drill_names == n].mean()), 3)
+                                          for n in drill_tasks if num_drills},
                 "elapsed_s": round(time.time() - t0, 1)}
       history.append(record)
       print(json.dumps(record), flush=True)
