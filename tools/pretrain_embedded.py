@@ -264,13 +264,15 @@ def main(argv=None) -> int:
       train_losses = []
       evals = [jax.device_get(evaluate(params, b)) for b in eval_batches]
       right = np.asarray(exact_match(params, drill_batch))
+
+      def accuracy(groups, keys):  # held-out drill exact match per family / per task
+        return {k: round(float(right[groups == k].mean()), 3) for k in keys}
+
       record = {"step": i, "train_loss": round(train_loss, 4),
                 "eval_loss": round(float(np.mean([e["loss"] for e in evals])), 4),
                 "eval_token_accuracy": round(float(np.mean([e["token_accuracy"] for e in evals])), 4),
-                "drill_accuracy": {f: round(float(right[drill_families == f].mean()), 3)
-                                   for f in dict.fromkeys(drill_families)},
-                "drilled_task_accuracy": {n: round(float(right[drill_names == n].mean()), 3)
-                                          for n in drill_tasks if num_drills},
+                "drill_accuracy": accuracy(drill_families, dict.fromkeys(drill_families)),
+                "drilled_task_accuracy": accuracy(drill_names, drill_tasks if num_drills else ()),
                 "elapsed_s": round(time.time() - t0, 1)}
       history.append(record)
       print(json.dumps(record), flush=True)
