@@ -71,6 +71,17 @@ def test_labels_and_outputs(samples):
         assert e["targets"] in e["inputs"].split(), (name, e)
 
 
+def test_target_label_words_are_words_pretraining_produces():
+  """A target's label word must be a corpus word or a drilled label name: the frozen decoder
+  cannot learn to emit a token it was never trained to produce from a prompt alone."""
+  produced = set(synthetic.lexicon().words()) | set(synthetic.POSITIVE_CONSEQUENCES)
+  produced |= set(synthetic.NEGATIVE_CONSEQUENCES)
+  produced |= {label for n in st.SOURCE_TASKS for label in st.TASKS[n].verbalizer or ()}
+  for name in st.TARGET_TASKS:
+    words = set(st.TASKS[name].classes or ())
+    assert words <= produced, f"{name}: {words - produced} never produced in pretraining"
+
+
 def test_skills_hold_on_hand_written_cases():
   g = synthetic._Gen(synthetic.lexicon(), np.random.default_rng(0))
   lex = synthetic.lexicon()
