@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
 from etils import epath
 import matplotlib
@@ -147,22 +147,38 @@ def similarity_clustermap(names: Sequence[str], sim_matrix: np.ndarray,
   return order
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-  """Pearson's (r, p), NaN for fewer than 3 points or a constant input (undefined, no warning)."""
+class Correlation(NamedTuple):
+  """Pearson's r and two-sided p over n (similarity, gain) points; r and p NaN when undefined."""
+  r: float
+  p: float
+  n: int
+
+
+def critical_r(n: int, alpha: float = 0.05) -> float:
+  """The smallest |r| whose two-sided p is below `alpha` over n points (Pearson's t test with n - 2
+  degrees of freedom); NaN for fewer than 3 points. At 16 sources per target it is 0.497."""
+  if n < 3:
+    return math.nan
+  t = float(stats.t.ppf(1.0 - alpha / 2.0, n - 2))
+  return t / math.sqrt(n - 2 + t * t)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> Correlation:
+  """Pearson's r, p, n; NaN r and p for fewer than 3 points or a constant input (no warning)."""
   if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-    return math.nan, math.nan
+    return Correlation(math.nan, math.nan, len(x))
   r, p = stats.pearsonr(x, y)
-  return float(r), float(p)
+  return Correlation(float(r), float(p), len(x))
 
 
 def similarity_vs_transfer(per_target: Mapping[str, tuple[Sequence[float], Sequence[float]]],
                            path: str | epath.PathLike, *, ncols: Optional[int] = None,
-                           dpi: int = DPI) -> dict[str, tuple[float, float]]:
+                           dpi: int = DPI) -> dict[str, Correlation]:
   """One scatter panel per target: similarity of each source to it vs that source's gain.
 
   per_target[target] = (similarities, relative error reductions), one entry per source. Pairs with
-  a NaN in either are dropped. Returns {target: (Pearson r, p)} over the kept points; NaN for a
-  target with fewer than 3 points or a constant input.
+  a NaN in either are dropped. Returns {target: Correlation(r, p, n)} over the n kept points; r and p
+  are NaN for a target with fewer than 3 points or a constant input.
   """
   if not per_target:
     raise FigureError("per_target is empty: give each target's (similarities, gains)")
@@ -181,14 +197,14 @@ def similarity_vs_transfer(per_target: Mapping[str, tuple[Sequence[float], Seque
   axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
   correlations = {}
   for ax, (target, (x, y)) in zip(axes, data.items()):
-    r, p = correlations[target] = _pearson(x, y)
+    r, p, _ = correlations[target] = _pearson(x, y)
     ax.scatter(x, y, s=14, alpha=0.8)
     ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
     if not math.isnan(r):
       slope, intercept = np.polyfit(x, y, 1)
       xs = np.array([x.min(), x.max()])
       ax.plot(xs, slope * xs + intercept, color="black", linewidth=1.0)
-      ax.set_title(f"{target}\nr = {r:.2f}, p = {p:.2g}", fontsize=9)
+      ax.set_title(f"{target}\nr = {r:.2f}, p = {p:.2g}, n = {len(x)}", fontsize=9)
     else:
       ax.set_title(f"{target}\nr = n/a ({len(x)} points)", fontsize=9)
   for ax in axes[n:]:

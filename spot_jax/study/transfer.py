@@ -249,7 +249,7 @@ def write_report(out: epath.Path, results: Sequence[dict], summary: dict, librar
   figures.similarity_clustermap(names, sim, out / "task_similarity.png", families)
   per_target = {t: tuple(map(list, zip(*pairs))) for t, pairs in summary["similarity_vs_transfer"].items()}
   correlations = figures.similarity_vs_transfer(per_target, out / "similarity_vs_transfer.png")
-  summary["pearson"] = {t: list(rp) for t, rp in correlations.items()}
+  summary["pearson"] = {t: c._asdict() for t, c in correlations.items()}
 
   rows = tables.retrieval_summary(summary["methods"])
   lines = ["# SPoT study report", "",
@@ -272,8 +272,10 @@ def write_report(out: epath.Path, results: Sequence[dict], summary: dict, librar
   lines.append(tables.markdown_table(["source", "target", "mean", "baseline", "gain"],
                                      [tuple(p) for p in positives]) if positives else "none")
   lines += ["", "## Similarity vs transfer (Fig. 5 analogue): Pearson r, p", "",
-            tables.markdown_table(["target", "r", "p"],
-                                  [(t, r, p) for t, (r, p) in correlations.items()], floatfmt=".3f"),
+            "One point per source; p < 0.05 over n points needs |r| of at least the last column.", "",
+            tables.markdown_table(["target", "n", "r", "p", "r needed for p < 0.05"],
+                                  [(t, n, r, p, figures.critical_r(n))
+                                   for t, (r, p, n) in correlations.items()], floatfmt=".3f"),
             "", "![transfer](transfer_heatmap.png)", "![similarity](task_similarity.png)",
             "![similarity vs transfer](similarity_vs_transfer.png)", ""]
   return atomic_write(out / "report.md", "\n".join(lines))

@@ -82,12 +82,30 @@ def test_similarity_vs_transfer(tmp_path):
     got = figures.similarity_vs_transfer(per_target, tmp_path / "scatter" / "sim_vs_gain.png")
   assert list(got) == list(per_target)
   r, p = stats.pearsonr(sims, gains)
-  assert got["rte"] == pytest.approx((r, p))
+  assert got["rte"] == pytest.approx((r, p, 8))
   keep = np.arange(8) != 2
-  assert got["boolq"] == pytest.approx(tuple(stats.pearsonr(sims[keep], gains[keep])))
-  for target in ("cb", "copa", "wsc"):
-    assert all(math.isnan(v) for v in got[target])
+  assert got["boolq"] == pytest.approx((*stats.pearsonr(sims[keep], gains[keep]), 7))
+  for target, n in (("cb", 2), ("copa", 5), ("wsc", 4)):
+    assert math.isnan(got[target].r) and math.isnan(got[target].p) and got[target].n == n
   _assert_png(tmp_path / "scatter" / "sim_vs_gain.png")
+
+
+@pytest.mark.parametrize("n", [3, 16, 48])
+def test_critical_r_is_where_pearson_p_crosses_alpha(n):
+  # Data with an exact sample correlation r: y = r·x̂ + sqrt(1 - r²)·ẑ, x̂ ⟂ ẑ, both centred, unit.
+  rng = np.random.default_rng(n)
+  x, z = rng.normal(size=(2, n))
+  x = (x - x.mean()) / np.linalg.norm(x - x.mean())
+  z -= z.mean() + x * (x @ z)
+  z /= np.linalg.norm(z)
+  r_crit = figures.critical_r(n)
+  for r, significant in ((r_crit * 1.001, True), (r_crit * 0.999, False)):
+    got = stats.pearsonr(x, r * x + math.sqrt(1 - r * r) * z)
+    assert got.statistic == pytest.approx(r)
+    assert (got.pvalue < 0.05) == significant
+  assert figures.critical_r(16) == pytest.approx(0.497, abs=1e-3)
+  assert figures.critical_r(16, alpha=0.01) > figures.critical_r(16)
+  assert math.isnan(figures.critical_r(2))
 
 
 def test_similarity_vs_transfer_checks_inputs(tmp_path):

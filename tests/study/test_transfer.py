@@ -15,7 +15,7 @@ from spot_jax.library.store import LibraryError, PromptLibrary
 from spot_jax.model.config import get_config
 from spot_jax.model.params import init_params
 from spot_jax.peft import load_prompt_file
-from spot_jax.study import runner, transfer
+from spot_jax.study import figures, runner, transfer
 from tasks import synthetic
 
 SOURCES = ("synthetic_sent_opinion", "synthetic_cola_order", "synthetic_mc_usage")
@@ -48,8 +48,10 @@ def test_study_writes_report_and_resumes(tuner, tmp_path, monkeypatch):
   for name in ("report.md", "transfer_heatmap.png", "task_similarity.png",
                "similarity_vs_transfer.png", "results.json"):
     assert (tmp_path / name).stat().st_size > 0, name
-  assert "Table 3" in (tmp_path / "report.md").read_text()
-  assert set(json.loads((tmp_path / "results.json").read_text())["pearson"]) == {TARGET}
+  report = (tmp_path / "report.md").read_text()
+  assert "Table 3" in report and f"{figures.critical_r(len(SOURCES)):.3f}" in report  # 0.997
+  pearson = json.loads((tmp_path / "results.json").read_text())["pearson"]
+  assert set(pearson) == {TARGET} and pearson[TARGET]["n"] == len(SOURCES)
 
   def no_tuning(*args, **kwargs):
     raise AssertionError("a finished study must not tune again")
