@@ -18,8 +18,7 @@ from spot_jax.train.exports import ExportInfo, export_prompt
 P, E = 4, 8
 IDENTITY = ModelIdentity(model="t5_1_1_test", frozen_checksum="sha256:aaaa",
                          vocabulary="vocab.model", prompt_length=P, embed_dim=E)
-_PRETRAINED = ("prompt_tuning_upstream", "prompt_tuning", "pretrained_prompts",
-               "t5_1_1_lm100k_base")
+_PRETRAINED = ("pretrained_prompts", "t5_1_1_lm100k_base")
 
 
 def _prompt(seed: int, shape=(P, E)) -> np.ndarray:

@@ -10,8 +10,8 @@ from spot_jax.peft import (ClassLabelInit, FromFileInit, PromptError, SampledVoc
                            WeightedCombinationInit, load_prompt_file, save_prompt_file)
 
 V, E, P = 64, 8, 10
-_PRETRAINED = ("prompt_tuning_upstream", "prompt_tuning", "pretrained_prompts", "t5_1_1_lm100k_base")
-_TEST_DATA = ("prompt_tuning_upstream", "prompt_tuning", "test_data")
+_PRETRAINED = ("pretrained_prompts", "t5_1_1_lm100k_base")
+_TEST_DATA = ("test_data",)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ LENGTHS = {"inputs": 128, "targets": 16}
 
 @pytest.fixture(autouse=True)
 def _vocabulary_fixture(t5_vocab_path):
-  del t5_vocab_path  # skips the module when the vocabulary fixture is absent
+  del t5_vocab_path  # the catalog tokenizes with the vocabulary fixture
 
 
 @pytest.fixture(autouse=True, scope="module")

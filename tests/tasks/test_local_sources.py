@@ -20,7 +20,7 @@ LENGTHS = {"inputs": 64, "targets": 8}
 
 @pytest.fixture(autouse=True)
 def _reset_data_dir(t5_vocab_path):
-  del t5_vocab_path  # skips the module when the vocabulary fixture is absent
+  del t5_vocab_path  # the catalog tokenizes with the vocabulary fixture
   local.set_data_dir(None)
   yield
   local.set_data_dir(None)
