@@ -189,6 +189,27 @@ def record(targets: Sequence[Answers], predictions: Sequence[str]) -> Metrics:
   return squad(targets, predictions)
 
 
+def deduplicate(metric_fn: MetricFn) -> MetricFn:
+  """`metric_fn` on the first row of each group only. Rows are {"group": ..., "value": ...}; the
+  target's group decides, and `metric_fn` gets the "value"s. For ReCoRD, whose preprocessor repeats
+  a query once per gold answer (T5's deduplicate_metric)."""
+
+  def metric(targets: Sequence[Mapping[str, Any]],
+             predictions: Sequence[Mapping[str, Any]]) -> Metrics:
+    _check_lengths(targets, predictions)
+    seen: set = set()
+    kept_targets, kept_predictions = [], []
+    for t, p in zip(targets, predictions):
+      if t["group"] not in seen:
+        seen.add(t["group"])
+        kept_targets.append(t["value"])
+        kept_predictions.append(p["value"])
+    return metric_fn(kept_targets, kept_predictions)
+
+  metric.__name__ = f"deduplicate({getattr(metric_fn, '__name__', type(metric_fn).__name__)})"
+  return metric
+
+
 # ---------------------------------------------------------------- MultiRC
 
 
