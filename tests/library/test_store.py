@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, fixture_path
 
-from spot_jax.library.store import (KINDS, LIBRARY_FILE, Entry, LibraryError, ModelIdentity,
-                                    PromptLibrary)
+from spot_jax.library.store import (FORMAT, GENERATION_FILE, KINDS, LIBRARY_FILE, Entry,
+                                    LibraryError, ModelIdentity, PromptLibrary)
 from spot_jax.peft import load_prompt_file
 from spot_jax.train.exports import ExportInfo, export_prompt
 
@@ -56,7 +56,7 @@ def lib(tmp_path) -> PromptLibrary:
 
 def test_round_trip(lib):
   assert lib.identity == IDENTITY
-  assert json.loads((lib.path / LIBRARY_FILE).read_text())["format"] == 1
+  assert json.loads((lib.path / LIBRARY_FILE).read_text())["format"] == FORMAT == 2
   entries = lib.list()
   assert [(e.task, e.run) for e in entries] == [("task_a", "run1"), ("task_a", "run2"),
                                                 ("task_b", "run1")]
@@ -209,13 +209,18 @@ def test_a_killed_add_leaves_the_library_unchanged(lib, run):
     child.send_signal(signal.SIGKILL)
     child.wait()
   assert child.returncode == -signal.SIGKILL
-  # The half-written entry is there, under a '.'-name that readers skip.
+  # The half-written entry is there, under a '.'-name that readers skip. The add had renewed the
+  # generation token first, so retrieval no longer trusts the index (it reads the entries).
   assert [p.name for p in (lib.path / "entries" / "task_a").iterdir() if p.name.startswith(".")]
-  assert lib.list() == entries and _visible_files(lib.path) == files
+  after = _visible_files(lib.path)
+  assert after.pop(GENERATION_FILE) != files.pop(GENERATION_FILE)
+  assert lib.list() == entries and after == files
+  assert not lib.index_is_current()
   kept = PromptLibrary(lib.path).get("task_a", "run1")
   assert kept.source_prompt().tobytes() == _prompt(1).tobytes()
   entry = lib.add("task_a", run, identity=IDENTITY, source_prompt=_prompt(9), overwrite=True)
   assert lib.get("task_a", run) == entry and entry.source_prompt().tobytes() == _prompt(9).tobytes()
+  assert lib.index_is_current()
 
 
 def test_import_google_prompts(tmp_path):
