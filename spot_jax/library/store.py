@@ -292,6 +292,15 @@ class PromptLibrary:
                     sidecars=sidecars, overwrite=overwrite,
                     **{kind: prompt for kind, (prompt, _) in found.items()})
 
+  def add_entry(self, entry: Entry, *, overwrite: bool = False, reindex: bool = True) -> Entry:
+    """Copies `entry` of another library (e.g. the released one, into a library of your own):
+    its prompts, metadata and sidecars."""
+    return self.add(entry.task, entry.run, identity=entry.identity, overwrite=overwrite,
+                    reindex=reindex,
+                    metadata={k: v for k, v in entry.metadata.items() if k not in _RESERVED},
+                    sidecars={kind: entry.sidecar(kind) for kind in entry.kinds},
+                    **{kind: entry.load(kind) for kind in entry.kinds})
+
   def import_google_npy(self, path: str | epath.PathLike, task: str, run: str, *,
                         identity: ModelIdentity, kind: str = "source_prompt",
                         metadata: Optional[Mapping[str, Any]] = None,
