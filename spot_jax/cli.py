@@ -237,7 +237,8 @@ def _library_parser(sub) -> None:
   from spot_jax.library.store import KINDS
   library = sub.add_parser("library", help="a prompt library: add, list, remove, export prompts",
                            description="A prompt library directory holds source prompts and task "
-                           "embeddings of one frozen model by (task, run), for `spot-jax retrieve`.")
+                           "embeddings of one frozen model by (task, run), for `spot-jax "
+                           "retrieve`.")
   commands = library.add_subparsers(dest="library_command", metavar="ACTION", required=True)
   released = "(default: the library released with spot-jax)"
 

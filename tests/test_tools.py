@@ -28,8 +28,8 @@ def test_benchmark_prints_json_lines(script, benches):
 def test_bench_library_prints_json_lines():
   out = subprocess.run([sys.executable, str(TOOLS / "bench_library.py"), "--entries", "1000",
                         "--embed", "16", "--prompt-length", "4", "--precompute-entries", "8",
-                        "--library-entries", "30", "--repeats", "2"], capture_output=True, text=True,
-                       check=True, timeout=120).stdout
+                        "--library-entries", "30", "--repeats", "2"], capture_output=True,
+                       text=True, check=True, timeout=120).stdout
   lines = [json.loads(line) for line in out.splitlines()]
   assert [(line["bench"], line.get("metric"), line.get("run")) for line in lines] == [
       ("rank", None, None), ("precompute", "avg_cosine", None),

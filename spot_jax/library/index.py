@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -90,7 +91,10 @@ class Index:
       mean = mean_embedding(subset)
       return (similarity.prompt_vectors(subset - mean, metric)
               @ similarity.prompt_vectors(query - mean, metric))
-    mode, mean = ("all", self.means[-1]) if run is None else ("run", self.means[self.runs.index(run)])
+    if run is None:
+      mode, mean = "all", self.means[-1]
+    else:
+      mode, mean = "run", self.means[self.runs.index(run)]
     return self._dot(self.vectors[MODES.index(mode), metric_id], rows,
                      similarity.prompt_vectors(query - mean, metric))
 
@@ -141,16 +145,30 @@ def build(keys: Sequence[Key], load: Callable[[int], np.ndarray], prompt_shape: 
 
 
 def write(directory: str | epath.PathLike, keys: Sequence[Key], load: Callable[[int], np.ndarray],
-          prompt_shape: tuple[int, int], generation: str) -> None:
-  """Builds the index of `keys` into `directory`, replacing what is there all at once."""
+          prompt_shape: tuple[int, int], generation: Optional[str]) -> str:
+  """Builds the index of `keys` into `directory`, replacing what is there all at once; returns
+  its generation: `generation`, or for None a digest of the keys and embeddings."""
   with atomic_directory(directory, overwrite=True) as tmp:
     with _array_files(tmp) as allocate:
-      index = build(keys, load, prompt_shape, generation, allocate)
+      index = build(keys, load, prompt_shape, generation or "", allocate)
+    if generation is None:
+      generation = digest(index)
     header = {"format": FORMAT, "generation": generation, "tasks": list(index.tasks),
               "runs": list(index.runs), "row_task": index.row_task.tolist(),
               "row_run": index.row_run.tolist(), "prompt_shape": list(prompt_shape),
               "modes": list(MODES), "metrics": list(similarity.METRICS)}
     (tmp / INDEX_FILE).write_text(json.dumps(header))
+  return generation
+
+
+def digest(index: Index) -> str:
+  """sha256 over the rows' (task, run) and their embeddings' bytes."""
+  hasher = hashlib.sha256()
+  for task, run in zip(index.row_task, index.row_run):
+    hasher.update(f"{index.tasks[task]}/{index.runs[run]};".encode())
+  for start, stop in _chunks(len(index.row_task), int(np.prod(index.prompt_shape))):
+    hasher.update(np.ascontiguousarray(index.embeddings[start:stop], np.float32).tobytes())
+  return "sha256:" + hasher.hexdigest()
 
 
 def read(directory: str | epath.PathLike) -> Optional[Index]:
@@ -164,9 +182,10 @@ def read(directory: str | epath.PathLike) -> Optional[Index]:
       or header.get("metrics") != list(similarity.METRICS)):
     return None
   n, (length, embed) = len(header["row_task"]), header["prompt_shape"]
-  arrays = {name: _load(directory / name, n) for name in (EMBEDDINGS_FILE, MEANS_FILE, VECTORS_FILE)}
-  expected = {EMBEDDINGS_FILE: (n, length, embed), MEANS_FILE: (len(header["runs"]) + 1, length, embed),
+  expected = {EMBEDDINGS_FILE: (n, length, embed),
+              MEANS_FILE: (len(header["runs"]) + 1, length, embed),
               VECTORS_FILE: (len(MODES), len(similarity.METRICS), n, embed)}
+  arrays = {name: _load(directory / name, n) for name in expected}
   for name, shape in expected.items():
     if arrays[name].shape != shape or arrays[name].dtype != np.float32:
       raise ValueError(f"{directory / name} holds {arrays[name].dtype} {arrays[name].shape}, "

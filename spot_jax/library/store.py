@@ -2,7 +2,7 @@
 
   LIB/library.json                           {"format": 2, "model": {model identity}}; the first add
                                              writes it and it never changes
-  LIB/entries/{task}/{run}/entry.json        {format, task, run, model, kinds, score, family?, ...}
+  LIB/entries/{task}/{run}/entry.json        {format: 1, task, run, model, kinds, score, family?}
   LIB/entries/{task}/{run}/source_prompt.npy   best validation checkpoint's prompt [P, E] (+ .json)
   LIB/entries/{task}/{run}/task_embedding.npy  early checkpoint's prompt [P, E] (+ .json), SPoT §3
   LIB/index/                                 the retrieval index of the task embeddings
@@ -42,8 +42,9 @@ from spot_jax.library import index as index_lib
 from spot_jax.peft.prompts import PromptError, load_prompt_file
 from spot_jax.train.exports import read_export, write_prompt
 
-FORMAT = 2
+FORMAT = 2  # of library.json
 READABLE_FORMATS = (1, 2)  # format 1: the same entries, no index
+ENTRY_FORMAT = 1  # of entry.json
 KINDS = ("source_prompt", "task_embedding")
 LIBRARY_FILE = "library.json"
 ENTRY_FILE = "entry.json"
@@ -70,7 +71,8 @@ class ModelIdentity:
   embed_dim: int
 
   @classmethod
-  def from_sidecar(cls, sidecar: Mapping[str, Any], where: str = "the prompt record") -> ModelIdentity:
+  def from_sidecar(cls, sidecar: Mapping[str, Any],
+                   where: str = "the prompt record") -> ModelIdentity:
     """The identity an export sidecar (or library.json's "model" record) carries."""
     missing = [f.name for f in dataclasses.fields(cls) if sidecar.get(f.name) is None]
     if missing:
@@ -210,8 +212,8 @@ class PromptLibrary:
     reserved = sorted(_RESERVED & set(metadata))
     if reserved:
       raise LibraryError(f"{where}: metadata may not set {', '.join(reserved)}; the library does")
-    record = {**metadata, "format": FORMAT, "task": task, "run": run, "model": identity.to_dict(),
-              "kinds": sorted(prompts)}
+    record = {**metadata, "format": ENTRY_FORMAT, "task": task, "run": run,
+              "model": identity.to_dict(), "kinds": sorted(prompts)}
     try:
       text = json.dumps(record, indent=2, sort_keys=True)
     except (TypeError, ValueError) as e:
@@ -391,8 +393,11 @@ class PromptLibrary:
   def reindex(self) -> None:
     """Rebuilds LIB/index/ from every entry: after adds with reindex=False, or to repair."""
     if self.identity is not None:  # else nothing was added yet
-      self._begin_write()
-      self._write_index(changed=None, trusted=None)
+      self._write_library_file()
+      # The token of a rebuilt index is a digest of what it holds: rebuilding the same library
+      # gives the same bytes (tools/release_library.py is reproducible).
+      generation = self._write_index(changed=None, trusted=None, generation=None)
+      atomic_write(self.path / GENERATION_FILE, generation + "\n")
 
   def _entry_dir(self, task: str, run: str) -> epath.Path:
     return self.path / "entries" / task / run
@@ -401,15 +406,18 @@ class PromptLibrary:
     path = self.path / GENERATION_FILE
     return path.read_text().strip() if path.exists() else ""
 
-  def _begin_write(self, identity: Optional[ModelIdentity] = None) -> str:
-    """Writes library.json (for a first add: `identity`; a format 1 library becomes format 2),
-    then renews the generation token, so the index stops counting as current before any entry
-    changes. Returns the previous token."""
+  def _write_library_file(self, identity: Optional[ModelIdentity] = None) -> None:
+    """Writes library.json for a first add (of `identity`), or for a format 1 library."""
     record = _read_json(self.path / LIBRARY_FILE) if identity is None else None
     if record is None or record.get("format") != FORMAT:
       identity = identity or ModelIdentity.from_sidecar(record["model"], str(self.path))
       atomic_write(self.path / LIBRARY_FILE, json.dumps(
           {"format": FORMAT, "model": identity.to_dict()}, indent=2, sort_keys=True))
+
+  def _begin_write(self, identity: Optional[ModelIdentity] = None) -> str:
+    """Writes library.json if needed, then renews the generation token, so the index stops
+    counting as current before any entry changes. Returns the previous token."""
+    self._write_library_file(identity)
     before = self._generation()
     atomic_write(self.path / GENERATION_FILE, uuid.uuid4().hex + "\n")
     return before
@@ -425,10 +433,14 @@ class PromptLibrary:
                          "rebuild it with `spot-jax library reindex`") from e
     return found if found is not None and found.generation == generation else None
 
-  def _write_index(self, changed: Optional[set[tuple[str, str]]], trusted: Optional[str]) -> None:
-    """Writes LIB/index/ for the entries now on disk at the current generation. Rows of the
-    index that was current at generation `trusted` are reused, except those in `changed`."""
-    generation, identity = self._generation(), self.identity
+  def _write_index(self, changed: Optional[set[tuple[str, str]]], trusted: Optional[str],
+                   generation: Optional[str] = "") -> str:
+    """Writes LIB/index/ for the entries now on disk, at `generation` (default: the current
+    one; None: a digest of the index). Rows of the index that was current at generation
+    `trusted` are reused, except those in `changed`. Returns the index's generation."""
+    identity = self.identity
+    if generation == "":
+      generation = self._generation()
     old = self._current_index(trusted) if trusted else None
     old_rows = {} if old is None else {
         (old.tasks[t], old.runs[r]): i for i, (t, r) in enumerate(zip(old.row_task, old.row_run))}
@@ -440,7 +452,7 @@ class PromptLibrary:
         return old.embeddings[old_rows[keys[i]]]
       return entries[i].task_embedding()
 
-    index_lib.write(self.path / INDEX_DIR, keys, load, identity.shape, generation)
+    return index_lib.write(self.path / INDEX_DIR, keys, load, identity.shape, generation)
 
 
 def _check_name(name: str, what: str) -> None:

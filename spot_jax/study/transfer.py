@@ -242,10 +242,10 @@ def write_report(out: epath.Path, summary: dict, study: Study) -> epath.Path:
     lines.append(f"- **{t}**: {top}; top-1 in the target's family: "
                  f"{'yes' if summary['top1_in_family'][t] else 'no'}")
   positives = summary["positive_transfers"]
+  rer = transfer["relative_error_reduction"]
+  rer_rows = [(source, *row) for source, row in zip(transfer["sources"], rer)]
   lines += ["", "## Relative error reduction % over the baseline (Table 6 analogue)", "",
-            tables.markdown_table(["source \\ target", *transfer["targets"]],
-                                  [(s, *row) for s, row in zip(transfer["sources"],
-                                                               transfer["relative_error_reduction"])]),
+            tables.markdown_table(["source \\ target", *transfer["targets"]], rer_rows),
             "", "## Positive transfers (Table 7 analogue)", "",
             tables.markdown_table(["source", "target", "mean", "baseline", "gain"],
                                   [tuple(p.values()) for p in positives]) if positives else "none",

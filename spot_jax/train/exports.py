@@ -81,7 +81,7 @@ def export_prompt(directory: str | epath.PathLike, kind: str, prompt: Any, info:
 def run_info(model_dir: str | epath.PathLike) -> dict[str, Any]:
   """The ExportInfo fields (task, model, frozen_checksum, vocabulary, seed) of a training run, read
   from the first of its exports' sidecars; {} for a run that exported nothing yet. A prompt taken
-  from one of the run's checkpoints carries them, so a library can tell which model it belongs to."""
+  from one of the run's checkpoints carries them, so a library can tell its model."""
   exports = epath.Path(model_dir) / "exports"
   for kind in EXPORT_KINDS:
     sidecar = exports / f"{kind}.json"

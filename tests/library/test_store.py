@@ -241,3 +241,31 @@ def test_import_google_prompts(tmp_path):
   with pytest.raises(LibraryError) as e:
     lib.import_google_npy(paths["rte"], "rte", "small", identity=identity, kind="final_prompt")
   _one_line(e, "final_prompt")
+
+
+def test_add_export_takes_the_model_from_the_sidecar_and_names_what_is_missing(tmp_path):
+  from spot_jax.train.exports import write_prompt
+  identity = {k: v for k, v in IDENTITY.to_dict().items() if k not in ("prompt_length", "embed_dim")}
+  write_prompt(tmp_path / "p.npy", _prompt(1), {"kind": "checkpoint_prompt", "task": "task_a",
+                                                "seed": 3, **identity})
+  lib = PromptLibrary(tmp_path / "lib")
+  with pytest.raises(LibraryError) as e:
+    lib.add_export(tmp_path / "p.npy")
+  _one_line(e, "checkpoint_prompt export", "--kind")
+  entry = lib.add_export(tmp_path / "p.npy", ["task_embedding", "source_prompt"])
+  assert (entry.task, entry.run, entry.kinds, entry.metadata["seed"]) == ("task_a", "p", KINDS, 3)
+  assert lib.identity == IDENTITY and entry.score is None
+  write_prompt(tmp_path / "old.npy", _prompt(2), {"kind": "checkpoint_prompt", "task": "task_a"})
+  with pytest.raises(LibraryError) as e:
+    lib.add_export(tmp_path / "old.npy", ["task_embedding"])
+  _one_line(e, "old.npy lacks model, frozen_checksum, vocabulary", "spot-jax export-prompt")
+
+
+def test_add_entry_copies_an_entry_of_another_library(lib, tmp_path):
+  copy = PromptLibrary(tmp_path / "copy")
+  original = lib.get("task_a", "run1")
+  entry = copy.add_entry(original)
+  assert (entry.kinds, entry.metadata) == (original.kinds, original.metadata)
+  assert entry.source_prompt().tobytes() == original.source_prompt().tobytes()
+  assert entry.sidecar("task_embedding")["kind"] == "task_embedding"
+  assert copy.index_is_current()

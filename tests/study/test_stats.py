@@ -1,4 +1,4 @@
-"""Tests for spot_jax.study.stats: Pearson r, p, n over finite pairs and the r significance needs."""
+"""Tests for spot_jax.study.stats: Pearson r, p, n over finite pairs; the r significance needs."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_pearson_drops_non_finite_pairs_and_is_nan_when_undefined():
 
 @pytest.mark.parametrize("n", [3, 16, 48])
 def test_critical_r_is_where_pearson_p_crosses_alpha(n):
-  # Data with an exact sample correlation r: y = r·x̂ + sqrt(1 - r²)·ẑ, x̂ ⟂ ẑ, both centred, unit.
+  # Data with an exact sample correlation r: y = r·x̂ + sqrt(1 - r²)·ẑ; x̂ ⟂ ẑ, centred, unit.
   rng = np.random.default_rng(n)
   x, z = rng.normal(size=(2, n))
   x = (x - x.mean()) / np.linalg.norm(x - x.mean())
