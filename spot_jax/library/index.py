@@ -74,7 +74,8 @@ class Index:
     if run is not None:
       keep &= self.row_run == (self.runs.index(run) if run in self.runs else -1)
     if tasks is not None:
-      keep &= np.isin(self.row_task, [self.tasks.index(t) for t in set(tasks) if t in self.tasks])
+      ids = {task: i for i, task in enumerate(self.tasks)}
+      keep &= np.isin(self.row_task, [ids[t] for t in set(tasks) if t in ids])
     return np.flatnonzero(keep)
 
   def similarities(self, query: np.ndarray, metric: str, rows: np.ndarray, run: Optional[str],
@@ -118,8 +119,9 @@ def build(keys: Sequence[Key], load: Callable[[int], np.ndarray], prompt_shape: 
   """
   allocate = allocate or (lambda name, shape: np.empty(shape, np.float32))
   tasks, runs = sorted({t for t, _ in keys}), sorted({r for _, r in keys})
-  row_task = np.array([tasks.index(t) for t, _ in keys], np.int64)
-  row_run = np.array([runs.index(r) for _, r in keys], np.int64)
+  task_ids, run_ids = {t: i for i, t in enumerate(tasks)}, {r: i for i, r in enumerate(runs)}
+  row_task = np.array([task_ids[t] for t, _ in keys], np.int64)
+  row_run = np.array([run_ids[r] for _, r in keys], np.int64)
   n, (length, embed) = len(keys), prompt_shape
   embeddings = allocate(EMBEDDINGS_FILE, (n, length, embed))
   for i in range(n):
