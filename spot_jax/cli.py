@@ -134,15 +134,168 @@ def _cmd_embed(args: argparse.Namespace) -> None:
   print(f"wrote {args.output}: task embedding of {args.task} after {args.embedding_step} steps")
 
 
-def _cmd_retrieve(args: argparse.Namespace) -> None:
+def _library(path: Optional[str]):
+  """LIBRARY_DIR's library, or the released one when none is given."""
   from spot_jax.library.store import PromptLibrary
-  from spot_jax.peft import load_prompt_file
-  from spot_jax.study.transfer import rank_sources
-  library = PromptLibrary(args.library)
-  ranking = rank_sources(library, {args.run: load_prompt_file(args.query)}, args.metric,
-                         center=not args.no_center)
+  if path is not None:
+    return PromptLibrary(path)
+  from spot_jax.library.released import released_library
+  return released_library()
+
+
+def _cmd_retrieve(args: argparse.Namespace) -> None:
+  from spot_jax.library import retrieval
+  from spot_jax.peft import load_prompt_file, save_prompt_file
+  library = _library(args.library)
+  ranking = retrieval.rank_sources(library, {args.run: load_prompt_file(args.query)}, args.metric,
+                                   center=not args.no_center)
   for i, (task, score) in enumerate(ranking[:args.k], 1):
     print(f"{i:3d}. {task:<36s} {score:.4f}")
+  if args.save_prompt:
+    save_prompt_file(args.save_prompt, retrieval.weighted_prompt(library, ranking, args.mix))
+    print(f"wrote {args.save_prompt}: the top-{args.mix} weighted average of the source prompts "
+          f"(init a target with it: prompts/from_file.gin, PROMPT_FILE)")
+
+
+def _cmd_library_add(args: argparse.Namespace) -> None:
+  from etils import epath
+  from spot_jax.library.store import PromptLibrary
+  library = PromptLibrary(args.library)
+  options = dict(run=args.run, family=args.family, overwrite=args.overwrite)
+  if epath.Path(args.path).is_dir():
+    if args.kind or args.task:
+      raise SpotError("--kind and --task are for a prompt file; a MODEL_DIR's exports say both")
+    entry = library.add_run(args.path, **options)
+  else:
+    entry = library.add_export(args.path, args.kind, task=args.task, **options)
+  print(f"added {entry.task}/{entry.run} ({', '.join(entry.kinds)}) to {library.path}")
+
+
+def _cmd_library_list(args: argparse.Namespace) -> None:
+  import json
+  library = _library(args.library)
+  entries = library.list(args.task)
+  if args.json:
+    print(json.dumps([{"task": e.task, "run": e.run, "kinds": list(e.kinds), "score": e.score,
+                       "family": e.family} for e in entries], indent=2))
+    return
+  for e in entries:
+    score = "-" if e.score is None else f"{e.score:.2f}"
+    print(f"{e.task:<36s} {e.run:<12s} {','.join(e.kinds):<29s} {score:>7s} {e.family or '-'}")
+  identity = library.identity
+  model = f"model {identity.model} {identity.frozen_checksum[:19]}" if identity else "empty"
+  print(f"{len(entries)} entries of {len({e.task for e in entries})} tasks in {library.path} "
+        f"({model}; index {'current' if library.index_is_current() else 'out of date'})",
+        file=sys.stderr)
+
+
+def _cmd_library_remove(args: argparse.Namespace) -> None:
+  from spot_jax.library.store import PromptLibrary
+  PromptLibrary(args.library).remove(args.task, args.run)
+  print(f"removed {args.task}/{args.run} from {args.library}")
+
+
+def _cmd_library_reindex(args: argparse.Namespace) -> None:
+  from spot_jax.library.store import PromptLibrary
+  library = PromptLibrary(args.library)
+  library.reindex()
+  print(f"rebuilt the index of {library.path}")
+
+
+def _cmd_library_export_peft(args: argparse.Namespace) -> None:
+  from spot_jax.library.peft_export import export_peft_for_config
+  from spot_jax.model.config import get_config
+  library = _library(args.library)
+  entry = library.get(args.task, args.run, kind=args.kind)
+  config = get_config(args.config or entry.identity.model)
+  out = export_peft_for_config(entry.load(args.kind), args.output, config,
+                               base_model_name_or_path=args.base_model, overwrite=args.overwrite)
+  print(f"wrote {out}: the {args.kind} of {entry.task}/{entry.run} as a PEFT adapter")
+
+
+def _cmd_library_import_google(args: argparse.Namespace) -> None:
+  from spot_jax.library.store import ModelIdentity, PromptLibrary
+  from spot_jax.peft import load_prompt_file
+  library = PromptLibrary(args.library)
+  identity = library.identity
+  if identity is None:
+    given = {"model": args.model, "frozen_checksum": args.frozen_checksum,
+             "vocabulary": args.vocabulary}
+    missing = [f"--{name}" for name, value in given.items() if value is None]
+    if missing:
+      raise SpotError(f"{args.library} is a new library: say which model the prompt was tuned on "
+                      f"with {', '.join(missing)}")
+    length, embed = load_prompt_file(args.prompt).shape
+    identity = ModelIdentity(**given, prompt_length=length, embed_dim=embed)
+  entry = library.import_google_npy(args.prompt, args.task, args.run, identity=identity,
+                                    kind=args.kind, overwrite=args.overwrite)
+  print(f"imported {args.prompt} as {entry.task}/{entry.run} ({args.kind}) into {library.path}")
+
+
+def _library_parser(sub) -> None:
+  """`spot-jax library add|list|remove|reindex|export-peft|import-google`."""
+  from spot_jax.library.store import KINDS
+  library = sub.add_parser("library", help="a prompt library: add, list, remove, export prompts",
+                           description="A prompt library directory holds source prompts and task "
+                           "embeddings of one frozen model by (task, run), for `spot-jax "
+                           "retrieve`.")
+  commands = library.add_subparsers(dest="library_command", metavar="ACTION", required=True)
+  released = "(default: the library released with spot-jax)"
+
+  p = commands.add_parser("add", help="add a training run's exports or one exported prompt")
+  p.add_argument("library", metavar="LIBRARY_DIR")
+  p.add_argument("path", metavar="MODEL_DIR|PROMPT.npy", help="a train run's MODEL_DIR (its "
+                 "exports: source prompt + task embedding), or a prompt .npy with its .json "
+                 "sidecar, e.g. from `spot-jax export-prompt`")
+  p.add_argument("--kind", action="append", choices=KINDS, help="what PROMPT.npy is (repeatable; "
+                 "default: its sidecar's kind)")
+  p.add_argument("--task", help="the task of PROMPT.npy (default: its sidecar's)")
+  p.add_argument("--run", help="run name; seed<S> matches queries embedded with --seed S "
+                 "(default: MODEL_DIR's name, or PROMPT's file name)")
+  p.add_argument("--family", help="task family, e.g. nli")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing (task, run)")
+  p.set_defaults(fn=_cmd_library_add)
+
+  p = commands.add_parser("list", help="the entries: task, run, kinds, score, family")
+  p.add_argument("library", metavar="LIBRARY_DIR", nargs="?", help=released)
+  p.add_argument("--task", help="only this task")
+  p.add_argument("--json", action="store_true", help="machine-readable output")
+  p.set_defaults(fn=_cmd_library_list)
+
+  p = commands.add_parser("remove", help="delete one (task, run)")
+  p.add_argument("library", metavar="LIBRARY_DIR")
+  p.add_argument("task")
+  p.add_argument("run")
+  p.set_defaults(fn=_cmd_library_remove)
+
+  p = commands.add_parser("reindex", help="rebuild the retrieval index from the entries")
+  p.add_argument("library", metavar="LIBRARY_DIR")
+  p.set_defaults(fn=_cmd_library_reindex)
+
+  p = commands.add_parser("export-peft", help="write a prompt as a Hugging Face PEFT adapter")
+  p.add_argument("library", metavar="LIBRARY_DIR", nargs="?", help=released)
+  p.add_argument("task")
+  p.add_argument("output", metavar="OUT_DIR")
+  p.add_argument("--base_model", required=True, help="the HF name or directory of the frozen "
+                 "model, recorded in adapter_config.json")
+  p.add_argument("--run", help="default: the task's best run holding --kind")
+  p.add_argument("--kind", choices=KINDS, default="source_prompt")
+  p.add_argument("--config", help="model config name for the encoder sizes (default: the "
+                 "library's model)")
+  p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+  p.set_defaults(fn=_cmd_library_export_peft)
+
+  p = commands.add_parser("import-google", help="add a released google prompt-tuning .npy")
+  p.add_argument("library", metavar="LIBRARY_DIR")
+  p.add_argument("prompt", metavar="PROMPT.npy")
+  p.add_argument("--task", required=True)
+  p.add_argument("--run", default="google")
+  p.add_argument("--kind", choices=KINDS, default="source_prompt")
+  for name in ("model", "frozen_checksum", "vocabulary"):
+    p.add_argument(f"--{name}", help="the frozen model's identity, for a new library (default: "
+                   "the library's: you vouch that the prompt was tuned on its model)")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing (task, run)")
+  p.set_defaults(fn=_cmd_library_import_google)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.set_defaults(fn=_cmd_embed)
 
   p = sub.add_parser("retrieve", help="rank a library's sources by similarity to a task embedding")
-  p.add_argument("library", metavar="LIBRARY_DIR")
+  p.add_argument("library", metavar="LIBRARY_DIR", nargs="?",
+                 help="default: the library released with spot-jax (the embedded model's sources)")
   p.add_argument("query", metavar="EMBEDDING.npy")
   p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
   p.add_argument("-k", type=int, default=10)
@@ -241,7 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
                  "embedded with --seed 0 (default: every run, averaged per task)")
   p.add_argument("--no_center", action="store_true",
                  help="compare raw embeddings (default: subtract the library's mean embedding)")
+  p.add_argument("--save_prompt", metavar="OUT.npy", help="also write the top sources' weighted "
+                 "average source prompt (SPoT's target init)")
+  p.add_argument("--mix", type=int, default=1, help="how many top sources --save_prompt mixes "
+                 "(default 1: the best source's prompt)")
   p.set_defaults(fn=_cmd_retrieve)
+
+  _library_parser(sub)
 
   p = sub.add_parser("smoke", help="tiny end-to-end forward/decode run (no downloads)")
   p.add_argument("--checkpoint", help="t5x or HF checkpoint directory (default: random weights)")

@@ -1,6 +1,8 @@
-"""The `spot-jax` command line: help, version, convert (HF -> t5x -> HF), smoke, one-line errors."""
+"""The `spot-jax` command line: help, version, convert (HF -> t5x -> HF), smoke, one-line errors,
+retrieve and the library subcommands."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -97,3 +99,82 @@ def test_retrieve_ranks_a_library_and_compares_one_run_when_asked(tmp_path, caps
   assert float(lines[0].split()[2]) == pytest.approx(1.0, abs=1e-3)
   assert cli.main(["retrieve", str(tmp_path / "lib"), str(tmp_path / "q.npy"), "--run", "seed2"]) == 2
   assert "no task embedding of run seed2" in capsys.readouterr().err
+
+
+def test_library_add_of_an_export_prompt_output_then_list_retrieve_export_remove(tmp_path, capsys):
+  # A tiny training run (tests/train/toy_run.gin, 10 steps): checkpoints at steps 0 and 10.
+  from spot_jax.library.store import PromptLibrary
+  from spot_jax.train.exports import read_export
+  toy_gin = str(pathlib.Path(__file__).parent / "train" / "toy_run.gin")
+  run = tmp_path / "run"
+  assert cli.main(["train", "--module", "toy_task", f"--gin_file={toy_gin}",
+                   f"--gin.MODEL_DIR='{run}'", "--gin.train.num_train_steps=10"]) == 0
+  assert cli.main(["export-prompt", str(run), str(tmp_path / "p10.npy")]) == 0
+  prompt, sidecar = read_export(tmp_path / "p10.npy")
+  assert sidecar["kind"] == "checkpoint_prompt" and sidecar["task"] == "spot_toy_contains_a"
+  lib = str(tmp_path / "lib")
+  capsys.readouterr()
+  # The sidecar says which model; the kind of a checkpoint prompt is the user's to say.
+  assert cli.main(["library", "add", lib, str(tmp_path / "p10.npy")]) == 2
+  assert "checkpoint_prompt export; say what it is with kinds= (--kind)" in capsys.readouterr().err
+  assert cli.main(["library", "add", lib, str(tmp_path / "p10.npy"), "--kind", "task_embedding",
+                   "--run", "seed0"]) == 0
+  assert cli.main(["library", "add", lib, str(tmp_path / "p10.npy"), "--kind", "task_embedding",
+                   "--kind", "source_prompt", "--task", "other_task", "--run", "seed0"]) == 0
+  assert cli.main(["library", "add", lib, str(run), "--family", "toy"]) == 0  # the run's exports
+  out = capsys.readouterr().out
+  assert "added spot_toy_contains_a/seed0 (task_embedding)" in out
+  assert "added spot_toy_contains_a/run (source_prompt, task_embedding)" in out
+  entry = PromptLibrary(lib).get("spot_toy_contains_a", "seed0")
+  np.testing.assert_array_equal(entry.task_embedding(), prompt)
+  assert entry.identity.model == "t5_1_1_test" and entry.identity.vocabulary == "byte"
+
+  assert cli.main(["library", "list", lib]) == 0
+  captured = capsys.readouterr()
+  rows = [line.split() for line in captured.out.splitlines()]
+  assert [row[:2] for row in rows] == [["other_task", "seed0"], ["spot_toy_contains_a", "run"],
+                                       ["spot_toy_contains_a", "seed0"]]
+  assert rows[1][-1] == "toy" and "3 entries of 2 tasks" in captured.err
+  assert "index current" in captured.err
+
+  assert cli.main(["retrieve", lib, str(tmp_path / "p10.npy"), "--run", "seed0",
+                   "--save_prompt", str(tmp_path / "init.npy")]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert sorted(line.split()[1] for line in lines[:2]) == ["other_task", "spot_toy_contains_a"]
+  np.testing.assert_array_equal(np.load(tmp_path / "init.npy"), prompt)  # top-1: either is p10
+
+  assert cli.main(["library", "export-peft", lib, "other_task", str(tmp_path / "peft"),
+                   "--base_model", "t5-test"]) == 0
+  config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+  assert (config["num_virtual_tokens"], config["base_model_name_or_path"]) == (8, "t5-test")
+  assert cli.main(["library", "export-peft", lib, "other_task", str(tmp_path / "peft"),
+                   "--base_model", "t5-test"]) == 2
+  assert "already exists; choose another directory or pass overwrite=True (--overwrite" in (
+      capsys.readouterr().err)
+
+  assert cli.main(["library", "remove", lib, "other_task", "seed0"]) == 0
+  assert cli.main(["library", "remove", lib, "other_task", "seed0"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "no entry for task 'other_task'" in err
+  assert [e.task for e in PromptLibrary(lib).list()] == ["spot_toy_contains_a"] * 2
+
+
+def test_library_import_google_and_reindex(tmp_path, capsys):
+  from conftest import fixture_path
+  from spot_jax.library.store import PromptLibrary
+  rte = fixture_path("pretrained_prompts", "t5_1_1_lm100k_base", "rte.npy")
+  lib = str(tmp_path / "lib")
+  assert cli.main(["library", "import-google", lib, str(rte), "--task", "rte"]) == 2
+  assert "a new library: say which model" in capsys.readouterr().err
+  assert cli.main(["library", "import-google", lib, str(rte), "--task", "rte",
+                   "--model", "t5_1_1_lm100k_base", "--frozen_checksum", "sha256:released",
+                   "--vocabulary", "cc_all.32000", "--kind", "task_embedding"]) == 0
+  # The second prompt is vouched for as the library's model.
+  assert cli.main(["library", "import-google", lib, str(rte), "--task", "rte2",
+                   "--kind", "task_embedding"]) == 0
+  library = PromptLibrary(lib)
+  assert library.identity.shape == (100, 768) and len(library.list()) == 2
+  library.add("rte3", "google", identity=library.identity, reindex=False,
+              task_embedding=library.get("rte").task_embedding())
+  assert not library.index_is_current()
+  assert cli.main(["library", "reindex", lib]) == 0 and library.index_is_current()

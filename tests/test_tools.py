@@ -28,12 +28,16 @@ def test_benchmark_prints_json_lines(script, benches):
 def test_bench_library_prints_json_lines():
   out = subprocess.run([sys.executable, str(TOOLS / "bench_library.py"), "--entries", "1000",
                         "--embed", "16", "--prompt-length", "4", "--precompute-entries", "8",
-                        "--repeats", "2"], capture_output=True, text=True, check=True,
-                       timeout=120).stdout
+                        "--library-entries", "30", "--repeats", "2"], capture_output=True,
+                       text=True, check=True, timeout=120).stdout
   lines = [json.loads(line) for line in out.splitlines()]
-  assert [(line["bench"], line.get("metric")) for line in lines] == [
-      ("rank", None), ("precompute", "avg_cosine"), ("precompute", "token_cosine")]
+  assert [(line["bench"], line.get("metric"), line.get("run")) for line in lines] == [
+      ("rank", None, None), ("precompute", "avg_cosine", None),
+      ("precompute", "token_cosine", None)] + [
+      ("retrieve_from_disk", metric, run) for metric in ("avg_cosine", "token_cosine")
+      for run in ("seed0", None)]
   assert lines[0]["entries"] == 1000 and lines[0]["embed"] == 16 and lines[0]["k"] == 10
+  assert all(line["tasks"] == 10 and line["entries"] == 30 for line in lines[3:])
   for line in lines:
     assert line["seconds"] > 0
     assert line["entries_per_s"] == pytest.approx(line["entries"] / line["seconds"])

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from etils import epath
 
-from spot_jax.checkpoints.atomic import atomic_directory
+from spot_jax.io import atomic_directory
 from spot_jax.errors import CheckpointError
 from spot_jax.model.config import T5Config
 from spot_jax.model.params import check_params, flatten, unflatten
@@ -178,6 +178,8 @@ def write_hf_checkpoint(path: str | epath.PathLike, params: Mapping, config: T5C
   from safetensors.numpy import save
   state_dict = {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v
                 for k, v in to_hf_state_dict(params, config).items()}
-  with atomic_directory(path, overwrite=overwrite) as tmp:
+  exists = CheckpointError(f"{path} already exists; choose another destination or pass "
+                           "--overwrite")
+  with atomic_directory(path, overwrite=overwrite, exists_error=exists) as tmp:
     (tmp / "config.json").write_text(json.dumps(to_hf_config(config), indent=2))
     (tmp / "model.safetensors").write_bytes(save(state_dict, metadata={"format": "pt"}))

@@ -20,7 +20,7 @@ import tensorstore as ts
 from etils import epath
 from flax import serialization
 
-from spot_jax.checkpoints.atomic import atomic_directory
+from spot_jax.io import atomic_directory
 from spot_jax.errors import CheckpointError
 from spot_jax.model.config import T5Config
 from spot_jax.model.params import check_params, flatten, unflatten
@@ -160,7 +160,9 @@ def write_t5x_checkpoint(path: str | epath.PathLike, params: Mapping, *,
   require one (e.g. fallback_to_scratch=True), as for any parameters-only checkpoint.
   """
   flat = flatten(params)
-  with atomic_directory(path, overwrite=overwrite) as tmp:
+  exists = CheckpointError(f"{path} already exists; choose another destination or pass "
+                           "--overwrite")
+  with atomic_directory(path, overwrite=overwrite, exists_error=exists) as tmp:
     target, writes = {}, []
     for name, value in flat.items():
       value = np.asarray(value)

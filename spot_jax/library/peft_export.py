@@ -18,7 +18,7 @@ from etils import epath
 from safetensors.numpy import save as save_safetensors
 
 from spot_jax import __version__
-from spot_jax.checkpoints.atomic import atomic_directory
+from spot_jax.io import atomic_directory
 from spot_jax.model.config import T5Config
 from spot_jax.peft.prompts import PromptError
 
@@ -66,7 +66,9 @@ def export_peft(prompt: Any, out_dir: str | epath.PathLike, *, base_model_name_o
   weights = save_safetensors({WEIGHTS_KEY: prompt},
                              metadata={"format": "pt", "spot_jax_version": __version__})
   out_dir = epath.Path(out_dir)
-  with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+  exists = PromptError(f"{out_dir} already exists; choose another directory or pass overwrite=True "
+                       "(--overwrite on the command line)")
+  with atomic_directory(out_dir, overwrite=overwrite, exists_error=exists) as tmp:
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
     (tmp / WEIGHTS_FILE).write_bytes(weights)
   return out_dir

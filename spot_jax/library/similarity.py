@@ -38,7 +38,7 @@ class SimilarityError(SpotError):
   """A bad metric name, a shape mismatch, or similarities that cannot be weights."""
 
 
-def _check_metric(metric: str) -> None:
+def check_metric(metric: str) -> None:
   if metric not in METRICS:
     raise SimilarityError(f"unknown similarity metric {metric!r}; use one of {', '.join(METRICS)}")
 
@@ -62,7 +62,7 @@ def prompt_vectors(prompts: ArrayLike, metric: str, chunk_size: int | None = Non
   [P, E] (-> [E]), or a sequence of [P_i, E] prompts of possibly different lengths. Prompts are
   converted to float32 `chunk_size` at a time (default: 64 MiB worth), so a big N stays in memory.
   """
-  _check_metric(metric)
+  check_metric(metric)
   if isinstance(prompts, (list, tuple)):
     if not prompts:
       raise SimilarityError("no prompts given: pass at least one [P, E] prompt")

@@ -1,10 +1,20 @@
 """A prompt library in a directory (local or gs://): SPoT's source prompts and task embeddings.
 
-  LIB/library.json                           {"format": 1, "model": {model identity}}; the first add
+  LIB/library.json                           {"format": 2, "model": {model identity}}; the first add
                                              writes it and it never changes
-  LIB/entries/{task}/{run}/entry.json        {format, task, run, model, kinds, score, family?, ...}
+  LIB/entries/{task}/{run}/entry.json        {format: 1, task, run, model, kinds, score, family?}
   LIB/entries/{task}/{run}/source_prompt.npy   best validation checkpoint's prompt [P, E] (+ .json)
   LIB/entries/{task}/{run}/task_embedding.npy  early checkpoint's prompt [P, E] (+ .json), SPoT §3
+  LIB/index/                                 the retrieval index of the task embeddings
+                                             (spot_jax.library.index), rebuilt by add and remove
+  LIB/generation                             a token every add and remove renews before it writes;
+                                             the index records the token it was built at
+
+Retrieval trusts the index only while its token is the library's: an add or remove killed before
+it rebuilt the index (or made with reindex=False) leaves an index that retrieval ignores, ranking
+from the entries instead (same results, slower) until the next add, remove or `reindex()`. One
+writer at a time: two concurrent writers may leave an index that misses an entry.
+Format 1 libraries (no index) are read as they are and become format 2 on their next write.
 
 Every prompt of a library was tuned on one frozen model (same parameter bytes, vocabulary, P and E):
 prompts and task embeddings only mean something next to the model they were tuned on, so an add for
@@ -21,20 +31,25 @@ import json
 import math
 import re
 import uuid
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 from etils import epath
 
-from spot_jax.checkpoints.atomic import atomic_directory, atomic_write
 from spot_jax.errors import SpotError
+from spot_jax.io import atomic_directory, atomic_write, temporary_name
+from spot_jax.library import index as index_lib
 from spot_jax.peft.prompts import PromptError, load_prompt_file
 from spot_jax.train.exports import read_export, write_prompt
 
-FORMAT = 1
+FORMAT = 2  # of library.json
+READABLE_FORMATS = (1, 2)  # format 1: the same entries, no index
+ENTRY_FORMAT = 1  # of entry.json
 KINDS = ("source_prompt", "task_embedding")
 LIBRARY_FILE = "library.json"
 ENTRY_FILE = "entry.json"
+INDEX_DIR = "index"
+GENERATION_FILE = "generation"
 # entry.json keys the library owns; free metadata may not set them.
 _RESERVED = frozenset({"format", "task", "run", "model", "kinds"})
 # Task and run names become directory names: no separators, no leading '.' (temporary names).
@@ -56,12 +71,14 @@ class ModelIdentity:
   embed_dim: int
 
   @classmethod
-  def from_sidecar(cls, sidecar: Mapping[str, Any]) -> ModelIdentity:
+  def from_sidecar(cls, sidecar: Mapping[str, Any],
+                   where: str = "the prompt record") -> ModelIdentity:
     """The identity an export sidecar (or library.json's "model" record) carries."""
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in sidecar]
+    missing = [f.name for f in dataclasses.fields(cls) if sidecar.get(f.name) is None]
     if missing:
-      raise LibraryError(f"the prompt record lacks {', '.join(missing)}: it is not a spot_jax "
-                         "export; pass a ModelIdentity explicitly")
+      raise LibraryError(f"{where} lacks {', '.join(missing)}: it does not say which frozen model "
+                         "the prompt was tuned on; re-export it with `spot-jax export-prompt` from "
+                         "its training run, or pass a ModelIdentity in Python")
     return cls(model=str(sidecar["model"]), frozen_checksum=str(sidecar["frozen_checksum"]),
                vocabulary=str(sidecar["vocabulary"]), prompt_length=int(sidecar["prompt_length"]),
                embed_dim=int(sidecar["embed_dim"]))
@@ -162,20 +179,22 @@ class PromptLibrary:
     if not path.exists():
       return None
     record = _read_json(path)
-    if record.get("format") != FORMAT:
-      raise LibraryError(f"{path} has format {record.get('format')!r}; this spot_jax reads format "
-                         f"{FORMAT} only, upgrade spot_jax")
-    return ModelIdentity.from_sidecar(record.get("model", {}))
+    if record.get("format") not in READABLE_FORMATS:
+      raise LibraryError(f"{path} has format {record.get('format')!r}; this spot_jax reads formats "
+                         f"{', '.join(map(str, READABLE_FORMATS))}, upgrade spot_jax")
+    return ModelIdentity.from_sidecar(record.get("model", {}), str(path))
 
   def add(self, task: str, run: str, *, identity: ModelIdentity,
           source_prompt: Any = None, task_embedding: Any = None,
           metadata: Optional[Mapping[str, Any]] = None,
           sidecars: Optional[Mapping[str, Mapping[str, Any]]] = None,
-          overwrite: bool = False) -> Entry:
+          overwrite: bool = False, reindex: bool = True) -> Entry:
     """Adds (task, run) with its prompts ([P, E] each; one may be None), all or nothing.
 
     `metadata` lands in entry.json: "score" (higher is better) picks the run `get` returns,
     "family" groups tasks. `sidecars` maps a kind to extra fields of its .json sidecar.
+    reindex=False leaves the retrieval index out of date (retrieval then reads every entry) for
+    many adds in a row: call `reindex()` after the last.
     """
     where = f"cannot add {task}/{run} to {self.path}"
     _check_name(task, "task")
@@ -193,17 +212,17 @@ class PromptLibrary:
     reserved = sorted(_RESERVED & set(metadata))
     if reserved:
       raise LibraryError(f"{where}: metadata may not set {', '.join(reserved)}; the library does")
-    record = {**metadata, "format": FORMAT, "task": task, "run": run, "model": identity.to_dict(),
-              "kinds": sorted(prompts)}
+    record = {**metadata, "format": ENTRY_FORMAT, "task": task, "run": run,
+              "model": identity.to_dict(), "kinds": sorted(prompts)}
     try:
       text = json.dumps(record, indent=2, sort_keys=True)
     except (TypeError, ValueError) as e:
       raise LibraryError(f"{where}: metadata is not JSON-serializable ({e})") from e
     path = self._entry_dir(task, run)
     if path.exists() and not overwrite:
-      raise LibraryError(f"{where}: the entry exists; pass overwrite=True to replace it")
-    if library is None:
-      self._write_library_file(identity)
+      raise LibraryError(f"{where}: the entry exists; pass overwrite=True (--overwrite) to "
+                         "replace it")
+    before = self._begin_write(identity if library is None else None)
     with atomic_directory(path, overwrite=overwrite) as tmp:
       for kind, prompt in prompts.items():
         sidecar = {**(sidecars or {}).get(kind, {}), "kind": kind, "task": task,
@@ -211,6 +230,8 @@ class PromptLibrary:
                    "vocabulary": identity.vocabulary}
         write_prompt(tmp / f"{kind}.npy", prompt, sidecar)
       (tmp / ENTRY_FILE).write_text(text)  # last: a directory without it is not an entry
+    if reindex:
+      self._write_index(changed={(task, run)}, trusted=before)
     return Entry(task, run, path, json.loads(text))
 
   def add_run(self, model_dir: str | epath.PathLike, run: Optional[str] = None,
@@ -220,34 +241,67 @@ class PromptLibrary:
     name defaults to MODEL_DIR's name and the score is the source prompt's."""
     model_dir = epath.Path(model_dir)
     exports = model_dir / "exports"
-    found = {}
-    for kind in KINDS:
-      path = exports / f"{kind}.npy"
-      if path.exists():
-        try:
-          found[kind] = read_export(path)
-        except (PromptError, OSError, ValueError) as e:
-          raise LibraryError(f"cannot read the export {path}: {e}") from e
+    found = {kind: _read_export(exports / f"{kind}.npy") for kind in KINDS
+             if (exports / f"{kind}.npy").exists()}
     if not found:
       raise LibraryError(f"{exports} holds neither source_prompt.npy nor task_embedding.npy; "
                          "train the run first or export a checkpoint with `spot-jax export-prompt`")
+    return self._add_exports(found, str(exports), None, run or model_dir.name, family,
+                             {"model_dir": str(model_dir), **(metadata or {})}, overwrite)
+
+  def add_export(self, path: str | epath.PathLike, kinds: Optional[Iterable[str]] = None, *,
+                 task: Optional[str] = None, run: Optional[str] = None,
+                 family: Optional[str] = None, metadata: Optional[Mapping[str, Any]] = None,
+                 overwrite: bool = False) -> Entry:
+    """Adds one exported prompt PATH (.npy + .json sidecar, e.g. from `spot-jax export-prompt`)
+    as each of `kinds` (default: the sidecar's kind). Task and model come from the sidecar
+    unless `task` is given; the run name defaults to the file's name without .npy."""
+    path = epath.Path(path)
+    prompt, sidecar = _read_export(path)
+    kinds = tuple(kinds or ())
+    if not kinds:
+      if sidecar.get("kind") not in KINDS:
+        raise LibraryError(f"{path} is a {sidecar.get('kind') or 'prompt'} export; say what it "
+                           f"is with kinds= (--kind): {' or '.join(KINDS)}")
+      kinds = (sidecar["kind"],)
+    for kind in kinds:
+      _check_kind(kind)
+    return self._add_exports({kind: (prompt, sidecar) for kind in kinds}, str(path), task,
+                             run or path.name.removesuffix(".npy"), family,
+                             {"source_file": str(path), **(metadata or {})}, overwrite)
+
+  def _add_exports(self, found: Mapping[str, tuple[np.ndarray, dict]], source: str,
+                   task: Optional[str], run: str, family: Optional[str],
+                   metadata: Mapping[str, Any], overwrite: bool) -> Entry:
+    """Adds {kind: (prompt, sidecar)} read from `source`, taking the model (and the task, unless
+    given) from the sidecars, which must agree."""
     sidecars = {kind: sidecar for kind, (_, sidecar) in found.items()}
-    identities = {ModelIdentity.from_sidecar(sidecar) for sidecar in sidecars.values()}
-    tasks = {sidecar.get("task") for sidecar in sidecars.values()}
+    identities = {ModelIdentity.from_sidecar(sidecar, f"the sidecar of {source}")
+                  for sidecar in sidecars.values()}
+    tasks = {task} if task else {sidecar.get("task") for sidecar in sidecars.values()}
     if len(identities) > 1 or len(tasks) > 1:
-      raise LibraryError(f"the exports in {exports} disagree on their task or model; "
+      raise LibraryError(f"the exports in {source} disagree on their task or model; "
                          "re-export them from one run")
     task = tasks.pop()
     if not task:
-      raise LibraryError(f"the exports in {exports} name no task; re-export them")
+      raise LibraryError(f"the sidecar of {source} names no task; re-export it from its training "
+                         "run or give the task (--task)")
     first = next(iter(sidecars.values()))
-    extra = {"score": sidecars.get("source_prompt", {}).get("score"), "seed": first.get("seed"),
-             "model_dir": str(model_dir)}
+    extra = {"score": sidecars.get("source_prompt", {}).get("score"), "seed": first.get("seed")}
     if family is not None:
       extra["family"] = family
-    return self.add(task, run or model_dir.name, identity=identities.pop(),
-                    metadata={**extra, **(metadata or {})}, sidecars=sidecars,
-                    overwrite=overwrite, **{kind: prompt for kind, (prompt, _) in found.items()})
+    return self.add(task, run, identity=identities.pop(), metadata={**extra, **metadata},
+                    sidecars=sidecars, overwrite=overwrite,
+                    **{kind: prompt for kind, (prompt, _) in found.items()})
+
+  def add_entry(self, entry: Entry, *, overwrite: bool = False, reindex: bool = True) -> Entry:
+    """Copies `entry` of another library (e.g. the released one, into a library of your own):
+    its prompts, metadata and sidecars."""
+    return self.add(entry.task, entry.run, identity=entry.identity, overwrite=overwrite,
+                    reindex=reindex,
+                    metadata={k: v for k, v in entry.metadata.items() if k not in _RESERVED},
+                    sidecars={kind: entry.sidecar(kind) for kind in entry.kinds},
+                    **{kind: entry.load(kind) for kind in entry.kinds})
 
   def import_google_npy(self, path: str | epath.PathLike, task: str, run: str, *,
                         identity: ModelIdentity, kind: str = "source_prompt",
@@ -280,28 +334,36 @@ class PromptLibrary:
                                _read_json(run_dir / ENTRY_FILE)))
     return sorted(entries, key=lambda e: (e.task, e.run))
 
-  def get(self, task: str, run: Optional[str] = None) -> Entry:
+  def get(self, task: str, run: Optional[str] = None, *, kind: Optional[str] = None) -> Entry:
     """The entry (task, run). With run None: the task's only run, or else its best by score
-    (highest; runs without a score come last, ties go to the first run name)."""
+    (highest; runs without a score come last, ties go to the first run name), among the runs
+    holding `kind` when given."""
     entries = self.list(task)
     if not entries:
       tasks = sorted({e.task for e in self.list()})
       raise LibraryError(f"{self.path} has no entry for task {task!r}; tasks: "
                          f"{', '.join(tasks) or 'none (the library is empty)'}")
     if run is None:
-      return max(entries, key=_rank)  # max keeps the first of equal keys
+      holding = [e for e in entries if kind is None or e.has(kind)]
+      if not holding:
+        raise LibraryError(f"task {task!r} has no {kind} in {self.path}: none of its runs "
+                           f"({', '.join(e.run for e in entries)}) holds one")
+      return max(holding, key=_rank)  # max keeps the first of equal keys
     for entry in entries:
       if entry.run == run:
         return entry
     raise LibraryError(f"task {task!r} has no run {run!r} in {self.path}; runs: "
                        f"{', '.join(e.run for e in entries)}")
 
-  def remove(self, task: str, run: str) -> None:
+  def remove(self, task: str, run: str, *, reindex: bool = True) -> None:
     """Deletes (task, run): renamed to a '.'-name first, so readers never see half of it."""
     path = self.get(task, run).path
-    trash = path.parent / f".{path.name}.removed-{uuid.uuid4().hex[:8]}"
+    before = self._begin_write()
+    trash = temporary_name(path, "removed")
     path.rename(trash)
     trash.rmtree()
+    if reindex:
+      self._write_index(changed=set(), trusted=before)
 
   def stack(self, kind: str) -> tuple[list[Entry], np.ndarray]:
     """(entries holding `kind`, their prompts [N, P, E]) in list() order, for ranking."""
@@ -311,12 +373,86 @@ class PromptLibrary:
       raise LibraryError(f"{self.path} holds no {kind}; add runs to it first")
     return entries, np.stack([e.load(kind) for e in entries])  # [N, P, E]
 
+  def index(self) -> index_lib.Index:
+    """The retrieval index of the task embeddings: read from LIB/index/ (memory-mapped) when it
+    is up to date, else built in memory from the entries (the same numbers, but every entry is
+    read); see spot_jax.library.index."""
+    current = self._current_index(self._generation())
+    if current is not None:
+      return current
+    entries = [e for e in self.list() if e.has("task_embedding")]
+    identity = self.identity
+    shape = identity.shape if identity is not None else (0, 0)
+    return index_lib.build([(e.task, e.run) for e in entries],
+                           lambda i: entries[i].task_embedding(), shape)
+
+  def index_is_current(self) -> bool:
+    """Whether LIB/index/ matches the entries, so retrieval reads it instead of every entry."""
+    return self._current_index(self._generation()) is not None
+
+  def reindex(self) -> None:
+    """Rebuilds LIB/index/ from every entry: after adds with reindex=False, or to repair."""
+    if self.identity is not None:  # else nothing was added yet
+      self._write_library_file()
+      # The token of a rebuilt index is a digest of what it holds: rebuilding the same library
+      # gives the same bytes (tools/release_library.py is reproducible).
+      generation = self._write_index(changed=None, trusted=None, generation=None)
+      atomic_write(self.path / GENERATION_FILE, generation + "\n")
+
   def _entry_dir(self, task: str, run: str) -> epath.Path:
     return self.path / "entries" / task / run
 
-  def _write_library_file(self, identity: ModelIdentity) -> None:
-    atomic_write(self.path / LIBRARY_FILE,
-                 json.dumps({"format": FORMAT, "model": identity.to_dict()}, indent=2, sort_keys=True))
+  def _generation(self) -> str:
+    path = self.path / GENERATION_FILE
+    return path.read_text().strip() if path.exists() else ""
+
+  def _write_library_file(self, identity: Optional[ModelIdentity] = None) -> None:
+    """Writes library.json for a first add (of `identity`), or for a format 1 library."""
+    record = _read_json(self.path / LIBRARY_FILE) if identity is None else None
+    if record is None or record.get("format") != FORMAT:
+      identity = identity or ModelIdentity.from_sidecar(record["model"], str(self.path))
+      atomic_write(self.path / LIBRARY_FILE, json.dumps(
+          {"format": FORMAT, "model": identity.to_dict()}, indent=2, sort_keys=True))
+
+  def _begin_write(self, identity: Optional[ModelIdentity] = None) -> str:
+    """Writes library.json if needed, then renews the generation token, so the index stops
+    counting as current before any entry changes. Returns the previous token."""
+    self._write_library_file(identity)
+    before = self._generation()
+    atomic_write(self.path / GENERATION_FILE, uuid.uuid4().hex + "\n")
+    return before
+
+  def _current_index(self, generation: str) -> Optional[index_lib.Index]:
+    """LIB/index/ if it was built at `generation` (and that is not empty), else None."""
+    if not generation:
+      return None
+    try:
+      found = index_lib.read(self.path / INDEX_DIR)
+    except (OSError, ValueError) as e:
+      raise LibraryError(f"the index of {self.path} is damaged ({type(e).__name__}: {e}); "
+                         "rebuild it with `spot-jax library reindex`") from e
+    return found if found is not None and found.generation == generation else None
+
+  def _write_index(self, changed: Optional[set[tuple[str, str]]], trusted: Optional[str],
+                   generation: Optional[str] = "") -> str:
+    """Writes LIB/index/ for the entries now on disk, at `generation` (default: the current
+    one; None: a digest of the index). Rows of the index that was current at generation
+    `trusted` are reused, except those in `changed`. Returns the index's generation."""
+    identity = self.identity
+    if generation == "":
+      generation = self._generation()
+    old = self._current_index(trusted) if trusted else None
+    old_rows = {} if old is None else {
+        (old.tasks[t], old.runs[r]): i for i, (t, r) in enumerate(zip(old.row_task, old.row_run))}
+    entries = [e for e in self.list() if e.has("task_embedding")]
+    keys = [(e.task, e.run) for e in entries]
+
+    def load(i: int) -> np.ndarray:
+      if keys[i] in old_rows and keys[i] not in (changed or ()):
+        return old.embeddings[old_rows[keys[i]]]
+      return entries[i].task_embedding()
+
+    return index_lib.write(self.path / INDEX_DIR, keys, load, identity.shape, generation)
 
 
 def _check_name(name: str, what: str) -> None:
@@ -342,6 +478,13 @@ def _checked_prompt(prompt: Any, kind: str, shape: tuple[int, int], where: str) 
   if not np.all(np.isfinite(prompt)):
     raise LibraryError(f"{where}: its {kind} contains NaN or inf values")
   return prompt
+
+
+def _read_export(path: epath.Path) -> tuple[np.ndarray, dict]:
+  try:
+    return read_export(path)
+  except (PromptError, OSError, ValueError) as e:
+    raise LibraryError(f"cannot read the export {path} and its .json sidecar: {e}") from e
 
 
 def _rank(entry: Entry) -> tuple[bool, float]:

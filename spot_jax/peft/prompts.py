@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from spot_jax.checkpoints.atomic import atomic_write
+from spot_jax.io import atomic_write
 from spot_jax.errors import SpotError
 
 Array = Union[np.ndarray, jax.Array]

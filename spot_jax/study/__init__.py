@@ -2,6 +2,7 @@
 
 `grid` runs every source x target x seed cell as an independent, resumable job (one JSON file per
 cell); `tables` turns the cell results into the paper's tables (relative error reduction, positive
-transfers, retrieval summary); `figures` draws the paper's figures (transfer heatmap,
-task-similarity clustermap, similarity vs transfer scatter plots).
+transfers, retrieval summary) and `stats` computes the statistics (Pearson r, p and the r that
+significance needs); `figures` draws the paper's figures (transfer heatmap, task-similarity
+clustermap, similarity vs transfer scatter plots) from those numbers; `transfer` runs the study.
 """

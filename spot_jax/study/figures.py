@@ -2,7 +2,8 @@
 
 SPoT (Vu et al. 2022): Figure 3 (relative error reduction of every source -> target pair), Figures
 4/7 (task embeddings clustered by similarity), Figures 5/8 (task-embedding similarity against
-relative error reduction, one panel per target, with Pearson's r).
+relative error reduction, one panel per target, with Pearson's r from spot_jax.study.stats).
+Figures only draw: every number they show is computed before (tables, stats, retrieval).
 
 Figures are drawn on `matplotlib.figure.Figure` objects, never through pyplot: they render with Agg
 on a headless machine without switching the process-wide backend (a notebook importing this module
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Mapping, NamedTuple, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from etils import epath
 import matplotlib
@@ -22,12 +23,12 @@ from matplotlib import colors as mcolors
 from matplotlib import figure as mfigure
 from matplotlib import patches as mpatches
 import numpy as np
-from scipy import stats
 from scipy.cluster import hierarchy
 from scipy.spatial import distance
 
-from spot_jax.checkpoints.atomic import atomic_write
 from spot_jax.errors import SpotError
+from spot_jax.io import atomic_write
+from spot_jax.study import stats
 
 DPI = 150
 
@@ -147,57 +148,34 @@ def similarity_clustermap(names: Sequence[str], sim_matrix: np.ndarray,
   return order
 
 
-class Correlation(NamedTuple):
-  """Pearson's r and two-sided p over n (similarity, gain) points; r and p NaN when undefined."""
-  r: float
-  p: float
-  n: int
-
-
-def critical_r(n: int, alpha: float = 0.05) -> float:
-  """The smallest |r| whose two-sided p is below `alpha` over n points (Pearson's t test with n - 2
-  degrees of freedom); NaN for fewer than 3 points. At 16 sources per target it is 0.497."""
-  if n < 3:
-    return math.nan
-  t = float(stats.t.ppf(1.0 - alpha / 2.0, n - 2))
-  return t / math.sqrt(n - 2 + t * t)
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> Correlation:
-  """Pearson's r, p, n; NaN r and p for fewer than 3 points or a constant input (no warning)."""
-  if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-    return Correlation(math.nan, math.nan, len(x))
-  r, p = stats.pearsonr(x, y)
-  return Correlation(float(r), float(p), len(x))
-
-
 def similarity_vs_transfer(per_target: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+                           correlations: Mapping[str, Mapping[str, float]],
                            path: str | epath.PathLike, *, ncols: Optional[int] = None,
-                           dpi: int = DPI) -> dict[str, Correlation]:
-  """One scatter panel per target: similarity of each source to it vs that source's gain.
+                           dpi: int = DPI) -> epath.Path:
+  """One scatter panel per target: similarity of each source to it vs that source's gain, with a
+  least-squares line and the target's Pearson r, p (study.stats) in the title.
 
-  per_target[target] = (similarities, relative error reductions), one entry per source. Pairs with
-  a NaN in either are dropped. Returns {target: Correlation(r, p, n)} over the n kept points; r and p
-  are NaN for a target with fewer than 3 points or a constant input.
+  per_target[target] = (similarities, relative error reductions), one entry per source; pairs
+  with a NaN in either are not drawn. correlations[target] has "r" and "p" (NaN: no line).
   """
   if not per_target:
     raise FigureError("per_target is empty: give each target's (similarities, gains)")
   data = {}
   for target, (sims, gains) in per_target.items():
-    x, y = np.asarray(sims, np.float64).ravel(), np.asarray(gains, np.float64).ravel()
-    if x.shape != y.shape:
-      raise FigureError(f"target {target}: {x.size} similarities but {y.size} gains")
-    keep = np.isfinite(x) & np.isfinite(y)
-    data[target] = (x[keep], y[keep])
+    if target not in correlations:
+      raise FigureError(f"no correlation given for target {target}")
+    try:
+      data[target] = stats.finite_pairs(sims, gains)
+    except ValueError as e:
+      raise FigureError(f"target {target}: similarities and gains differ in length ({e})") from e
 
   n = len(data)
   ncols = ncols or math.ceil(math.sqrt(n))
   nrows = math.ceil(n / ncols)
   fig = mfigure.Figure(figsize=(3.2 * ncols, 2.8 * nrows), layout="constrained")
   axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-  correlations = {}
   for ax, (target, (x, y)) in zip(axes, data.items()):
-    r, p, _ = correlations[target] = _pearson(x, y)
+    r, p = correlations[target]["r"], correlations[target]["p"]
     ax.scatter(x, y, s=14, alpha=0.8)
     ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
     if not math.isnan(r):
@@ -211,5 +189,4 @@ def similarity_vs_transfer(per_target: Mapping[str, tuple[Sequence[float], Seque
     ax.set_visible(False)
   fig.supxlabel("task embedding similarity")
   fig.supylabel("relative error reduction (%)")
-  _save(fig, path, dpi)
-  return correlations
+  return _save(fig, path, dpi)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from etils import epath
 import tqdm
 
-from spot_jax.checkpoints.atomic import atomic_write
+from spot_jax.io import atomic_write
 from spot_jax.errors import SpotError
 
 # The `source` of a baseline cell in its key, its path and its result record.

@@ -5,34 +5,36 @@
   2. target task embeddings: tune each target for `embedding_step` steps with the same protocol.
      With several `embedding_seeds`, every source and target is also embedded from the init of
      each further seed (library runs "seed<s>", embedding only), and a source's similarity to a
-     target is the mean over seeds of the similarity of their same-seed embeddings
+     target is the mean over seeds of the similarity of their same-seed embeddings; ranking and
+     the top-k weighted average are spot_jax.library.retrieval's
   3. the grid: every target tuned from every source prompt and from the default init (baseline),
      for each seed, as resumable cells (spot_jax.study.grid); plus retrieval's own cells: the
      top-k weighted average of source prompts (α_r = sim_r / Σ sim) per target and seed, and
      (Study.mixture) the top-k multi-task mixture: a prompt tuned on an examples-proportional
      seqio mixture of the top-k sources and the target initialises the target
-  4. tables (relative error reduction, positive transfers, retrieval summary) and figures
+  4. `summarize` computes the tables (relative error reduction, positive transfers, retrieval
+     summary), the statistics (Pearson r, p, n and the r p < 0.05 needs) and the similarity
+     matrix; `write_report` writes them (results.json, report.md) and draws the figures
 
 Everything lands in OUT/: library/, cells/, results.json, report.md and the PNG figures.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
 import json
 import sys
-from typing import Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from etils import epath
 
-from spot_jax.checkpoints.atomic import atomic_write
-from spot_jax.library import similarity
-from spot_jax.library.store import LibraryError, ModelIdentity, PromptLibrary
+from spot_jax.io import atomic_write
+from spot_jax.library import retrieval
+from spot_jax.library.store import ModelIdentity, PromptLibrary
 from spot_jax.peft import load_prompt_file, save_prompt_file
-from spot_jax.study import figures, grid, tables
+from spot_jax.study import figures, grid, stats, tables
 from spot_jax.study.runner import Tuner
 from spot_jax.train.exports import params_checksum
 
@@ -48,7 +50,7 @@ class Study:
   source_steps: int = 300
   top_k: int = 3
   metric: str = "token_cosine"
-  center: bool = True  # subtract the library's mean task embedding before comparing (rank_sources)
+  center: bool = True  # subtract the library's mean task embedding first (retrieval.rank_sources)
   mixture: bool = False  # also run the top-k multi-task mixture method
   mixture_steps: Optional[int] = None  # steps on the mixture (default: source_steps)
   families: Optional[Mapping[str, str]] = None  # task -> family, for figures and retrieval checks
@@ -111,36 +113,6 @@ def target_embeddings(tuner: Tuner, study: Study,
   return embeddings
 
 
-def rank_sources(library: PromptLibrary, query: Union[np.ndarray, Mapping[str, np.ndarray]],
-                 metric: str, sources: Optional[Sequence[str]] = None,
-                 center: bool = True) -> list[tuple[str, float]]:
-  """Library tasks ranked by task-embedding similarity to `query`, best first.
-
-  query: one embedding [P, E], compared with every library embedding; or {run: [P, E]}, the target
-  embedded from several inits, each compared with the library's embeddings of the same run (same
-  init). A task's similarity is the mean over the compared embeddings of its runs.
-  center: subtract the mean of the compared library embeddings from them and the query first.
-  Short tunings from one shared init stay close to it, and raw cosines then mostly measure the init.
-  """
-  entries, stacked = library.stack("task_embedding")
-  queries = query if isinstance(query, Mapping) else {None: query}
-  wanted = set(sources) if sources is not None else {e.task for e in entries}
-  scores = collections.defaultdict(list)
-  for run, q in queries.items():
-    keep = [i for i, e in enumerate(entries) if e.task in wanted and run in (None, e.run)]
-    missing = sorted(wanted - {entries[i].task for i in keep})
-    if missing:
-      raise LibraryError(f"{library.path} has no task embedding of run {run or 'any'} for "
-                         f"{', '.join(missing)}")
-    mean = stacked[keep].mean(0) if center else 0.0
-    sims = (similarity.prompt_vectors(stacked[keep] - mean, metric)
-            @ similarity.prompt_vectors(q - mean, metric))
-    for i, sim in zip(keep, sims):
-      scores[entries[i].task].append(float(sim))
-  return sorted(((task, float(np.mean(v))) for task, v in scores.items()),
-                key=lambda item: (-item[1], item[0]))
-
-
 def retrieval_mixture(target: str, sources: Sequence[str]) -> str:
   """Registers (once) the examples-proportional seqio mixture of `sources` + `target`; its name."""
   from tasks import catalog  # the task registry; spot_jax.study itself only needs task names
@@ -166,7 +138,7 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
   library = PromptLibrary(out / "library")
   build_library(tuner, library, study, identity(tuner, vocabulary))
   queries = target_embeddings(tuner, study, out / "target_embeddings")
-  rankings = {t: rank_sources(library, q, study.metric, study.sources, study.center)
+  rankings = {t: retrieval.rank_sources(library, q, study.metric, study.sources, study.center)
               for t, q in queries.items()}
   weighted, mixture = WEIGHTED.format(k=study.top_k), MIXTURE.format(k=study.top_k)
   methods = [weighted, mixture] if study.mixture else [weighted]
@@ -178,8 +150,7 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
     if cell.is_baseline:
       init = None
     elif method == weighted:
-      prompts = np.stack([library.get(task).source_prompt() for task, _ in top])
-      init = similarity.weighted_average(prompts, np.maximum([s for _, s in top], 1e-6))
+      init = retrieval.weighted_prompt(library, top, study.top_k)
     elif method == mixture:
       name = retrieval_mixture(cell.target, [task for task, _ in top])
       init = tuner.tune(name, seed=cell.seed, steps=study.mixture_steps or study.source_steps,
@@ -194,23 +165,25 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
   cells += [grid.Cell(t, source, seed) for (source, t) in retrieved for seed in study.seeds]
   cells.sort(key=lambda c: study.targets.index(c.target))  # target-major, as grid.cells orders
   results = grid.run_grid(cells, run_cell, out / "cells", reverse=reverse)
-  summary = summarize(results, rankings, study)
-  write_report(out, results, summary, library, queries, study)  # adds the Pearson r, p per target
-  atomic_write(out / "results.json", json.dumps(summary, indent=1, default=float))
+  summary = summarize(results, rankings, study, library, queries)
+  write_report(out, summary, study)
   return summary
 
 
 def summarize(results: Sequence[dict], rankings: Mapping[str, list[tuple[str, float]]],
-              study: Study) -> dict:
-  """Retrieval methods' per-target scores (Table 3) and the ranking facts the paper checks."""
+              study: Study, library: PromptLibrary,
+              queries: Mapping[str, Mapping[str, np.ndarray]]) -> dict:
+  """Everything the study found, as JSON-ready data: the retrieval methods' per-target scores and
+  their summary (Table 3), the rankings and the facts the paper checks of them, the transfer table
+  (Table 6) and positive transfers (Table 7), similarity vs transfer with Pearson's r (Fig. 5) and
+  the task similarity matrix (Fig. 4)."""
   transfer = [r for r in results if r["source"] in (*study.sources, grid.BASELINE)]
   k = study.top_k
 
   def cells_of(method: str) -> dict[str, str]:
     return {t: method_cell(method.format(k=k), rankings[t], k) for t in study.targets}
 
-  stats = tables.mean_std(results)
-  mean = {key: value[0] for key, value in stats.items()}
+  mean = {key: value[0] for key, value in tables.mean_std(results).items()}
   methods = {"baseline": tables.seed_scores(results, {t: None for t in study.targets}),
              "top-1": tables.seed_scores(results, {t: rankings[t][0][0] for t in study.targets}),
              f"best of top-{k}": tables.seed_scores(results, {
@@ -225,57 +198,62 @@ def summarize(results: Sequence[dict], rankings: Mapping[str, list[tuple[str, fl
   pairs = {t: [(dict(rankings[t])[s],
                  tables.relative_error_reduction(mean[(s, t)], mean[(grid.BASELINE, t)]))
                 for s in study.sources] for t in study.targets}
-  return {"methods": {m: {t: list(v) for t, v in s.items()} for m, s in methods.items()},
-          "rankings": dict(rankings), "top1_in_family": top1_in_family,
-          "similarity_vs_transfer": pairs, "embedding_seeds": list(study.embedding_seeds)}
-
-
-def write_report(out: epath.Path, results: Sequence[dict], summary: dict, library: PromptLibrary,
-                 queries: Mapping[str, Mapping[str, np.ndarray]], study: Study) -> epath.Path:
-  """report.md with Tables 3/6/7 analogues and Figs. 3/4/5 analogues as PNGs beside it."""
-  transfer = [r for r in results if r["source"] in (*study.sources, grid.BASELINE)]
   sources, targets, rer = tables.transfer_table(transfer, study.sources, study.targets)
-  figures.transfer_heatmap(sources, targets, rer, out / "transfer_heatmap.png")
-  names = [*study.sources, *(f"{t} (target)" for t in study.targets)]
-  sims = []  # one similarity matrix per embedding seed, compared as rank_sources compares them
-  for run in map(run_name, study.embedding_seeds):
-    src = np.stack([library.get(task, run).task_embedding() for task in study.sources])
-    prompts = np.concatenate([src, np.stack([queries[t][run] for t in study.targets])])
-    prompts = prompts - (src.mean(0) if study.center else 0.0)
-    sims.append(similarity.similarity_matrix(prompts, prompts, study.metric))
-  sim = np.mean(sims, axis=0)
-  families = {name: (study.families or {}).get(name.removesuffix(" (target)"), "?")
-              for name in names}
-  figures.similarity_clustermap(names, sim, out / "task_similarity.png", families)
-  per_target = {t: tuple(map(list, zip(*pairs))) for t, pairs in summary["similarity_vs_transfer"].items()}
-  correlations = figures.similarity_vs_transfer(per_target, out / "similarity_vs_transfer.png")
-  summary["pearson"] = {t: c._asdict() for t, c in correlations.items()}
+  names, sim = retrieval.task_similarities(library, queries, study.sources, study.metric,
+                                           study.center)
+  return {"methods": {m: {t: list(v) for t, v in s.items()} for m, s in methods.items()},
+          "retrieval": [row._asdict() for row in tables.retrieval_summary(methods)],
+          "rankings": dict(rankings), "top1_in_family": top1_in_family,
+          "similarity_vs_transfer": pairs, "pearson": stats.similarity_vs_transfer(pairs),
+          "transfer": {"sources": sources, "targets": targets,
+                       "relative_error_reduction": rer.tolist()},
+          "positive_transfers": [t._asdict() for t in tables.positive_transfers(transfer)],
+          "task_similarity": {"names": names, "matrix": sim.tolist(), "families": {
+              name: families.get(name.removesuffix(" (target)"), "?") for name in names}},
+          "embedding_seeds": list(study.embedding_seeds)}
 
-  rows = tables.retrieval_summary(summary["methods"])
+
+def write_report(out: epath.Path, summary: dict, study: Study) -> epath.Path:
+  """results.json (the summary), report.md with Tables 3/6/7 analogues, and Figs. 3/4/5 analogues
+  as PNGs beside it: only writes, everything shown was computed by `summarize`."""
+  atomic_write(out / "results.json", json.dumps(summary, indent=1, default=float))
+  transfer = summary["transfer"]
+  figures.transfer_heatmap(transfer["sources"], transfer["targets"],
+                           np.asarray(transfer["relative_error_reduction"], np.float64),
+                           out / "transfer_heatmap.png")
+  similar = summary["task_similarity"]
+  figures.similarity_clustermap(similar["names"], np.asarray(similar["matrix"]),
+                                out / "task_similarity.png", similar["families"])
+  per_target = {t: tuple(map(list, zip(*pairs)))
+                for t, pairs in summary["similarity_vs_transfer"].items()}
+  figures.similarity_vs_transfer(per_target, summary["pearson"], out / "similarity_vs_transfer.png")
+
   lines = ["# SPoT study report", "",
            f"{len(study.sources)} sources × {len(study.targets)} targets × seeds {list(study.seeds)}; "
            f"similarity: {study.metric}, mean over task embeddings from init seeds "
            f"{list(study.embedding_seeds)}; top-k = {study.top_k}.", "",
            "## Retrieval (Table 3 analogue)", "",
            tables.markdown_table(["method", "mean score", "std over seeds", "abs. gain", "rel. gain %"],
-                                 [(r.method, r.mean, r.std, r.abs_gain, r.rel_gain) for r in rows]),
+                                 [(r["method"], r["mean"], r["std"], r["abs_gain"], r["rel_gain"])
+                                  for r in summary["retrieval"]]),
            "", "## Ranked sources per target", ""]
   for t, ranking in summary["rankings"].items():
     top = ", ".join(f"{s} ({v:.3f})" for s, v in ranking[:5])
     lines.append(f"- **{t}**: {top}; top-1 in the target's family: "
                  f"{'yes' if summary['top1_in_family'][t] else 'no'}")
+  positives = summary["positive_transfers"]
+  rer = transfer["relative_error_reduction"]
+  rer_rows = [(source, *row) for source, row in zip(transfer["sources"], rer)]
   lines += ["", "## Relative error reduction % over the baseline (Table 6 analogue)", "",
-            tables.markdown_table(["source \\ target", *targets],
-                                  [(s, *row) for s, row in zip(sources, rer)]),
-            "", "## Positive transfers (Table 7 analogue)", ""]
-  positives = tables.positive_transfers(transfer)
-  lines.append(tables.markdown_table(["source", "target", "mean", "baseline", "gain"],
-                                     [tuple(p) for p in positives]) if positives else "none")
-  lines += ["", "## Similarity vs transfer (Fig. 5 analogue): Pearson r, p", "",
+            tables.markdown_table(["source \\ target", *transfer["targets"]], rer_rows),
+            "", "## Positive transfers (Table 7 analogue)", "",
+            tables.markdown_table(["source", "target", "mean", "baseline", "gain"],
+                                  [tuple(p.values()) for p in positives]) if positives else "none",
+            "", "## Similarity vs transfer (Fig. 5 analogue): Pearson r, p", "",
             "One point per source; p < 0.05 over n points needs |r| of at least the last column.", "",
             tables.markdown_table(["target", "n", "r", "p", "r needed for p < 0.05"],
-                                  [(t, n, r, p, figures.critical_r(n))
-                                   for t, (r, p, n) in correlations.items()], floatfmt=".3f"),
+                                  [(t, c["n"], c["r"], c["p"], c["critical_r"])
+                                   for t, c in summary["pearson"].items()], floatfmt=".3f"),
             "", "![transfer](transfer_heatmap.png)", "![similarity](task_similarity.png)",
             "![similarity vs transfer](similarity_vs_transfer.png)", ""]
   return atomic_write(out / "report.md", "\n".join(lines))

@@ -49,7 +49,7 @@ def export_checkpoint_prompt(model_dir: str | epath.PathLike, output: str | epat
                              step: Optional[int] = None) -> epath.Path:
   """Writes the prompt of a training checkpoint (default: the latest) as .npy + .json sidecar."""
   from spot_jax.errors import SpotError
-  from spot_jax.train.exports import write_prompt
+  from spot_jax.train.exports import run_info, write_prompt
   directory = epath.Path(model_dir) / "checkpoints"
   if not directory.exists():
     raise SpotError(f"{model_dir} has no checkpoints/ directory; pass the MODEL_DIR of a train run")
@@ -62,5 +62,6 @@ def export_checkpoint_prompt(model_dir: str | epath.PathLike, output: str | epat
     prompt = manager.restore(step, args=ocp.args.StandardRestore())["trainable"]["prompt"]
   finally:
     manager.close()
-  record = {"kind": "checkpoint_prompt", "model_dir": str(model_dir), "step": int(step)}
+  record = {**run_info(model_dir), "kind": "checkpoint_prompt", "model_dir": str(model_dir),
+            "step": int(step)}
   return write_prompt(output, prompt, record)

@@ -6,6 +6,9 @@
   MODEL_DIR/exports/task_embedding.json
   MODEL_DIR/exports/final_prompt.npy    prompt at the last step
 
+`spot-jax export-prompt MODEL_DIR OUT.npy` writes a checkpoint's prompt with the same record
+(kind "checkpoint_prompt"; task, model, checksum, vocabulary and seed from the run's exports).
+
 Sidecar example:
   {"kind": "source_prompt", "task": "glue_rte_v2", "step": 3500, "metrics": {"accuracy": 71.2},
    "score": 71.2, "model": "t5_1_1_lm_adapted_base", "frozen_checksum": "sha256:9f2c...",
@@ -25,7 +28,7 @@ import numpy as np
 from etils import epath
 
 from spot_jax import __version__
-from spot_jax.checkpoints.atomic import atomic_write
+from spot_jax.io import atomic_write
 from spot_jax.model.params import flatten
 from spot_jax.peft import load_prompt_file, save_prompt_file
 
@@ -38,6 +41,10 @@ def params_checksum(params: Mapping) -> str:
     digest.update(f"{name}:{value.shape}:{value.dtype};".encode())
     digest.update(np.ascontiguousarray(value).tobytes())
   return "sha256:" + digest.hexdigest()
+
+
+# What a training run exports, in the order `run_info` looks for its sidecar.
+EXPORT_KINDS = ("source_prompt", "task_embedding", "final_prompt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +76,19 @@ def export_prompt(directory: str | epath.PathLike, kind: str, prompt: Any, info:
   record = {"kind": kind, **dataclasses.asdict(info), "step": int(step),
             "metrics": dict(metrics or {}), "score": score}
   return write_prompt(epath.Path(directory) / f"{kind}.npy", prompt, record)
+
+
+def run_info(model_dir: str | epath.PathLike) -> dict[str, Any]:
+  """The ExportInfo fields (task, model, frozen_checksum, vocabulary, seed) of a training run, read
+  from the first of its exports' sidecars; {} for a run that exported nothing yet. A prompt taken
+  from one of the run's checkpoints carries them, so a library can tell its model."""
+  exports = epath.Path(model_dir) / "exports"
+  for kind in EXPORT_KINDS:
+    sidecar = exports / f"{kind}.json"
+    if sidecar.exists():
+      record = json.loads(sidecar.read_text())
+      return {f.name: record[f.name] for f in dataclasses.fields(ExportInfo) if f.name in record}
+  return {}
 
 
 def read_export(path: str | epath.PathLike) -> tuple[np.ndarray, dict]:

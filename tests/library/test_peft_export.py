@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 
 from hf_reference import hf_logits, make_hf_model, random_batch, to_ours  # noqa: E402
 
-from spot_jax.errors import CheckpointError  # noqa: E402
 from spot_jax.library.peft_export import (CONFIG_FILE, WEIGHTS_FILE, export_peft,  # noqa: E402
                                           export_peft_for_config)
 from spot_jax.peft import PromptError  # noqa: E402
@@ -73,7 +72,7 @@ def test_refuses_a_wrong_size_and_an_existing_directory(base, tmp_path):
     export_peft(np.zeros((P, 7), np.float32), tmp_path / "a", **kwargs)
   assert not (tmp_path / "a").exists()
   export_peft(_prompt(model.config.d_model), tmp_path / "a", **kwargs)
-  with pytest.raises(CheckpointError, match="already exists"):
+  with pytest.raises(PromptError, match="already exists; .* pass overwrite=True"):
     export_peft(_prompt(model.config.d_model), tmp_path / "a", **kwargs)
   export_peft(np.ones((P, model.config.d_model)), tmp_path / "a", overwrite=True, **kwargs)
   assert [p.name for p in tmp_path.iterdir()] == ["a"]

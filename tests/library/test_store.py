@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, fixture_path
 
-from spot_jax.library.store import (KINDS, LIBRARY_FILE, Entry, LibraryError, ModelIdentity,
-                                    PromptLibrary)
+from spot_jax.library.store import (FORMAT, GENERATION_FILE, KINDS, LIBRARY_FILE, Entry,
+                                    LibraryError, ModelIdentity, PromptLibrary)
 from spot_jax.peft import load_prompt_file
 from spot_jax.train.exports import ExportInfo, export_prompt
 
@@ -56,7 +56,7 @@ def lib(tmp_path) -> PromptLibrary:
 
 def test_round_trip(lib):
   assert lib.identity == IDENTITY
-  assert json.loads((lib.path / LIBRARY_FILE).read_text())["format"] == 1
+  assert json.loads((lib.path / LIBRARY_FILE).read_text())["format"] == FORMAT == 2
   entries = lib.list()
   assert [(e.task, e.run) for e in entries] == [("task_a", "run1"), ("task_a", "run2"),
                                                 ("task_b", "run1")]
@@ -209,13 +209,18 @@ def test_a_killed_add_leaves_the_library_unchanged(lib, run):
     child.send_signal(signal.SIGKILL)
     child.wait()
   assert child.returncode == -signal.SIGKILL
-  # The half-written entry is there, under a '.'-name that readers skip.
+  # The half-written entry is there, under a '.'-name that readers skip. The add had renewed the
+  # generation token first, so retrieval no longer trusts the index (it reads the entries).
   assert [p.name for p in (lib.path / "entries" / "task_a").iterdir() if p.name.startswith(".")]
-  assert lib.list() == entries and _visible_files(lib.path) == files
+  after = _visible_files(lib.path)
+  assert after.pop(GENERATION_FILE) != files.pop(GENERATION_FILE)
+  assert lib.list() == entries and after == files
+  assert not lib.index_is_current()
   kept = PromptLibrary(lib.path).get("task_a", "run1")
   assert kept.source_prompt().tobytes() == _prompt(1).tobytes()
   entry = lib.add("task_a", run, identity=IDENTITY, source_prompt=_prompt(9), overwrite=True)
   assert lib.get("task_a", run) == entry and entry.source_prompt().tobytes() == _prompt(9).tobytes()
+  assert lib.index_is_current()
 
 
 def test_import_google_prompts(tmp_path):
@@ -236,3 +241,31 @@ def test_import_google_prompts(tmp_path):
   with pytest.raises(LibraryError) as e:
     lib.import_google_npy(paths["rte"], "rte", "small", identity=identity, kind="final_prompt")
   _one_line(e, "final_prompt")
+
+
+def test_add_export_takes_the_model_from_the_sidecar_and_names_what_is_missing(tmp_path):
+  from spot_jax.train.exports import write_prompt
+  identity = {k: v for k, v in IDENTITY.to_dict().items() if k not in ("prompt_length", "embed_dim")}
+  write_prompt(tmp_path / "p.npy", _prompt(1), {"kind": "checkpoint_prompt", "task": "task_a",
+                                                "seed": 3, **identity})
+  lib = PromptLibrary(tmp_path / "lib")
+  with pytest.raises(LibraryError) as e:
+    lib.add_export(tmp_path / "p.npy")
+  _one_line(e, "checkpoint_prompt export", "--kind")
+  entry = lib.add_export(tmp_path / "p.npy", ["task_embedding", "source_prompt"])
+  assert (entry.task, entry.run, entry.kinds, entry.metadata["seed"]) == ("task_a", "p", KINDS, 3)
+  assert lib.identity == IDENTITY and entry.score is None
+  write_prompt(tmp_path / "old.npy", _prompt(2), {"kind": "checkpoint_prompt", "task": "task_a"})
+  with pytest.raises(LibraryError) as e:
+    lib.add_export(tmp_path / "old.npy", ["task_embedding"])
+  _one_line(e, "old.npy lacks model, frozen_checksum, vocabulary", "spot-jax export-prompt")
+
+
+def test_add_entry_copies_an_entry_of_another_library(lib, tmp_path):
+  copy = PromptLibrary(tmp_path / "copy")
+  original = lib.get("task_a", "run1")
+  entry = copy.add_entry(original)
+  assert (entry.kinds, entry.metadata) == (original.kinds, original.metadata)
+  assert entry.source_prompt().tobytes() == original.source_prompt().tobytes()
+  assert entry.sidecar("task_embedding")["kind"] == "task_embedding"
+  assert copy.index_is_current()
