@@ -12,6 +12,8 @@ from scipy import stats
 from spot_jax.study import figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Correlations are float64 (scipy); values built to a known r agree to ~1e-14: 1e-9 is tight.
+F64 = {"rel": 1e-9, "abs": 1e-9}
 
 
 def _assert_png(path):
@@ -82,9 +84,9 @@ def test_similarity_vs_transfer(tmp_path):
     got = figures.similarity_vs_transfer(per_target, tmp_path / "scatter" / "sim_vs_gain.png")
   assert list(got) == list(per_target)
   r, p = stats.pearsonr(sims, gains)
-  assert got["rte"] == pytest.approx((r, p, 8))
+  assert got["rte"] == pytest.approx((r, p, 8), **F64)
   keep = np.arange(8) != 2
-  assert got["boolq"] == pytest.approx((*stats.pearsonr(sims[keep], gains[keep]), 7))
+  assert got["boolq"] == pytest.approx((*stats.pearsonr(sims[keep], gains[keep]), 7), **F64)
   for target, n in (("cb", 2), ("copa", 5), ("wsc", 4)):
     assert math.isnan(got[target].r) and math.isnan(got[target].p) and got[target].n == n
   _assert_png(tmp_path / "scatter" / "sim_vs_gain.png")
@@ -101,7 +103,7 @@ def test_critical_r_is_where_pearson_p_crosses_alpha(n):
   r_crit = figures.critical_r(n)
   for r, significant in ((r_crit * 1.001, True), (r_crit * 0.999, False)):
     got = stats.pearsonr(x, r * x + math.sqrt(1 - r * r) * z)
-    assert got.statistic == pytest.approx(r)
+    assert got.statistic == pytest.approx(r, **F64)
     assert (got.pvalue < 0.05) == significant
   assert figures.critical_r(16) == pytest.approx(0.497, abs=1e-3)
   assert figures.critical_r(16, alpha=0.01) > figures.critical_r(16)
