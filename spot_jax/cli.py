@@ -1,6 +1,8 @@
 """`spot-jax` command line. Each subcommand is a thin wrapper over a library function.
 
 User errors (SpotError) are printed as one line without a traceback and exit with status 2.
+TensorFlow / XLA / absl / JAX log lines are kept off the terminal unless --verbose (spot_jax.logs);
+nothing here imports TensorFlow or JAX before main() has set that up.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from spot_jax import __version__
+from spot_jax import __version__, logs
 from spot_jax.errors import SpotError
+
+VERBOSE_FLAG = "--verbose"
 
 
 def _cmd_version(args: argparse.Namespace) -> None:
@@ -91,16 +95,7 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
           f"{','.join(row['metrics']):<28s} {'local' if row['local'] else '-'}")
 
 
-def _quiet() -> None:
-  """Long study/demo runs print their own progress; keep TensorFlow's and seqio's advice out of it."""
-  import os
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from absl import logging
-  logging.set_verbosity(logging.ERROR)
-
-
 def _cmd_demo(args: argparse.Namespace) -> None:
-  _quiet()
   from spot_jax import demo
   demo.run_demo(args.out, target=args.target)
 
@@ -112,7 +107,6 @@ def _protocol(args: argparse.Namespace):
 
 
 def _cmd_study(args: argparse.Namespace) -> None:
-  _quiet()
   from spot_jax import demo
   from spot_jax.data import synthetic_tasks
   demo.study(args.out, sources=args.sources or synthetic_tasks.SOURCE_TASKS,
@@ -124,7 +118,6 @@ def _cmd_study(args: argparse.Namespace) -> None:
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
-  _quiet()
   from spot_jax import demo
   from spot_jax.peft import save_prompt_file
   demo.check_tasks([args.task])
@@ -302,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
   from spot_jax.checkpoints import FORMATS
   parser = argparse.ArgumentParser(
       prog="spot-jax", description="Soft prompt tuning and transfer (SPoT) on a frozen T5.")
+  parser.add_argument(VERBOSE_FLAG, action="store_true",
+                      help="let TensorFlow, XLA, JAX and absl print their log lines (hidden by "
+                           "default); accepted anywhere on the command line")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
   p = sub.add_parser("version", help="print versions")
@@ -416,10 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  argv = list(sys.argv[1:] if argv is None else argv)
+  # --verbose is global and may follow the command: take it out before anything imports TF or jax.
+  verbose = VERBOSE_FLAG in argv
+  logs.configure(verbose=verbose)
   from spot_jax.gin_utils import split_gin_args
-  bindings, rest = split_gin_args(sys.argv[1:] if argv is None else argv)
+  bindings, rest = split_gin_args([a for a in argv if a != VERBOSE_FLAG])
   args = build_parser().parse_args(rest)
-  args.gin_bindings = bindings
+  args.verbose, args.gin_bindings = verbose, bindings
   try:
     args.fn(args)
   except SpotError as e:  # .message: gin appends "In call to configurable ..." lines to str(e)

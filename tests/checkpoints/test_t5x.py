@@ -27,15 +27,16 @@ def test_fixture_loads_all_52_arrays(tiny_t5x_checkpoint):
   assert all(np.isfinite(v).all() and v.dtype == np.float32 for v in arrays.values())
   # Inline (msgpack) and zarr arrays both carry trained, non-constant values.
   assert np.std(arrays["token_embedder/embedding"]) > 0.1
-  assert not np.allclose(arrays["encoder/relpos_bias/rel_embedding"], 0)
+  assert np.abs(arrays["encoder/relpos_bias/rel_embedding"]).max() > 0.1
 
 
 def test_fixture_exported_to_hf_gives_the_same_logits(tiny_t5x_checkpoint, tmp_path):
   config, params = read_t5x_checkpoint(tiny_t5x_checkpoint, TINY)
   write_hf_checkpoint(tmp_path / "hf", params, config)
   hf = T5ForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
-  torch.testing.assert_close(hf.lm_head.weight.detach(),
-                             torch.tensor(np.asarray(params["decoder"]["logits_dense"]["kernel"]).T))
+  torch.testing.assert_close(hf.lm_head.weight.detach(),  # a float32 copy: exact
+                             torch.tensor(np.asarray(params["decoder"]["logits_dense"]["kernel"]).T),
+                             rtol=0, atol=0)
   inputs, decoder_inputs = random_batch(config.vocab_size, seed=1, in_len=20)
   ours = T5(config).apply({"params": params}, inputs, decoder_inputs)
   np.testing.assert_allclose(np.asarray(ours), hf_logits(hf, inputs, decoder_inputs), atol=1e-4)

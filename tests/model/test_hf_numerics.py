@@ -35,6 +35,7 @@ def test_unbatched_prefix_equals_broadcast_prefix():
   a = model.apply({"params": params}, inputs, decoder_inputs, prefix=jnp.asarray(prefix))
   b = model.apply({"params": params}, inputs, decoder_inputs,
                   prefix=jnp.broadcast_to(prefix, (inputs.shape[0],) + prefix.shape))
+  # The model broadcasts an unbatched prefix first, then runs the same ops: equal bit for bit.
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # The prefix really changes the output, and the encoder output includes its positions.
   c = model.apply({"params": params}, inputs, decoder_inputs)

@@ -9,6 +9,10 @@ import pytest
 
 from spot_jax.study import tables
 
+# Scores are float64; hand-computed values agree to ~1e-14, so 1e-9 catches any real difference.
+# Exact == is kept for means and gains of integers and halves: exact in binary floating point.
+F64 = {"rel": 1e-9, "abs": 1e-9}
+
 
 def _r(target, source, seed, score):
   return {"target": target, "source": source, "seed": seed, "score": score}
@@ -25,19 +29,19 @@ RESULTS = [
 
 
 def test_relative_error_reduction():
-  assert tables.relative_error_reduction(70.0, 60.0) == pytest.approx(25.0)
-  assert tables.relative_error_reduction(50.0, 60.0) == pytest.approx(-25.0)
-  assert tables.relative_error_reduction(100.0, 60.0) == pytest.approx(100.0)
+  assert tables.relative_error_reduction(70.0, 60.0) == pytest.approx(25.0, **F64)
+  assert tables.relative_error_reduction(50.0, 60.0) == pytest.approx(-25.0, **F64)
+  assert tables.relative_error_reduction(100.0, 60.0) == pytest.approx(100.0, **F64)
   assert math.isnan(tables.relative_error_reduction(100.0, 100.0))
   assert math.isnan(tables.relative_error_reduction(90.0, 100.0))
   np.testing.assert_allclose(tables.relative_error_reduction([70.0, 80.0], [60.0, 100.0]),
-                             [25.0, np.nan])
+                             [25.0, np.nan], rtol=1e-9, atol=1e-9)
 
 
 def test_mean_std_uses_sample_std():
   stats = tables.mean_std(RESULTS)
   mean, std, n = stats["mnli", "rte"]
-  assert (mean, n) == (71.0, 2) and std == pytest.approx(math.sqrt(2.0))  # ddof=1
+  assert (mean, n) == (71.0, 2) and std == pytest.approx(math.sqrt(2.0), **F64)  # ddof=1
   assert stats["baseline", "boolq"] == (80.0, 0.0, 1)
   assert stats["baseline", "rte"][0] == 61.0
   assert list(stats) == sorted(stats)
@@ -57,10 +61,12 @@ def test_transfer_table():
   assert sources == ["mnli", "squad"] and targets == ["boolq", "rte"]
   # rte: baseline error 39; mnli error 29 -> 10/39; squad error 41 -> -2/39.
   # boolq: baseline error 20; mnli error 10 -> 50; squad error 15 -> 25.
-  np.testing.assert_allclose(matrix, [[50.0, 1000 / 39], [25.0, -200 / 39]])
+  np.testing.assert_allclose(matrix, [[50.0, 1000 / 39], [25.0, -200 / 39]], rtol=1e-9,
+                             atol=1e-9)
   sources, targets, matrix = tables.transfer_table(RESULTS, sources=["squad", "qqp"],
                                                    targets=["rte", "cb"])
-  np.testing.assert_allclose(matrix, [[-200 / 39, np.nan], [np.nan, np.nan]])
+  np.testing.assert_allclose(matrix, [[-200 / 39, np.nan], [np.nan, np.nan]], rtol=1e-9,
+                             atol=1e-9)
 
 
 def test_positive_transfers():
@@ -104,9 +110,9 @@ def test_retrieval_summary_gains():
                                    "ragged": scores["ragged"]})
   assert [r.method for r in rows] == ["baseline", "top1", "ragged"]
   base, top1, ragged = rows
-  assert base == ("baseline", 71.0, pytest.approx(math.sqrt(2.0)), 0.0, 0.0, 2)
-  assert top1.mean == 78.0 and top1.std == pytest.approx(2 * math.sqrt(2.0))
-  assert top1.abs_gain == 7.0 and top1.rel_gain == pytest.approx(700 / 71)
+  assert base == ("baseline", 71.0, pytest.approx(math.sqrt(2.0), **F64), 0.0, 0.0, 2)
+  assert top1.mean == 78.0 and top1.std == pytest.approx(2 * math.sqrt(2.0), **F64)
+  assert top1.abs_gain == 7.0 and top1.rel_gain == pytest.approx(700 / 71, **F64)
   assert ragged.mean == 75.5 and math.isnan(ragged.std)
   with pytest.raises(tables.TableError, match="baseline"):
     tables.retrieval_summary({"top1": scores["top1"]})

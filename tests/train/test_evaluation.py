@@ -31,5 +31,5 @@ def test_score_metrics_receive_target_log_likelihoods():
 
 def test_score_of_averages_metrics_then_tasks():
   metrics = {"a": {"f1": 80.0, "accuracy": 60.0}, "b": {"accuracy": 40.0}}
-  assert score_of(metrics) == pytest.approx(55.0)
-  assert score_of(metrics, "accuracy") == pytest.approx(50.0)
+  assert score_of(metrics) == pytest.approx(55.0, rel=1e-9)
+  assert score_of(metrics, "accuracy") == pytest.approx(50.0, rel=1e-9)
