@@ -47,14 +47,14 @@ Pair = tuple[list[int], list[int]]  # token ids: (inputs, targets)
 class PretrainConfig:
   """One pretraining run (the shipped model's values: spot_jax/embedded/pretrain.json)."""
   steps: int = 4_000
-  batch: int = 64
-  lr: float = 3e-3
-  warmup: int = 300
-  docs: int = 50_000
-  vocab_size: int = 512
-  seed: int = 0
-  log_every: int = 250
-  workers: int = 1
+  batch: int = 64             # rows per step
+  lr: float = 3e-3            # AdamW peak; cosine decay to lr / 10
+  warmup: int = 300           # linear warmup steps (at most steps / 10)
+  docs: int = 50_000          # corpus documents trained on (the vocabulary sees the first 20K)
+  vocab_size: int = 512       # SentencePiece pieces of a fresh vocabulary
+  seed: int = 0               # corpus, initial model and batch order
+  log_every: int = 250        # steps between held-out evaluations
+  workers: int = 1            # processes that generate the corpus
   init: Optional[str] = None  # a directory this module wrote: continue its model and vocabulary
   first_doc: int = 0          # index of the first corpus document (fresh text when continuing)
   drills: float = 0.0         # share of each batch given to drills (0: corpus only)
