@@ -62,10 +62,14 @@ def test_the_embedded_constants_leave_other_runs_alone():
   assert got["SampledVocabInit.vocab_limit"] == 5000 and got["adafactor.learning_rate"] == 0.3
 
 
-def test_demo_and_study_cli_use_the_protocol():
-  demo = protocol.DEMO_PROTOCOL
-  assert (demo.steps, demo.eval_every, demo.embedding_step, demo.num_eval_examples) == (200, 100, 50, 300)
-  assert (demo.prompt_length, demo.learning_rate, demo.batch_size, demo.vocab_limit) == (
+def test_demo_and_study_cli_use_the_protocol(tmp_path, monkeypatch):
+  from spot_jax.embedded import demo
+  p = protocol.DEMO_PROTOCOL
+  assert (p.steps, p.eval_every, p.embedding_step, p.num_eval_examples) == (200, 100, 50, 300)
+  assert (p.prompt_length, p.learning_rate, p.batch_size, p.vocab_limit) == (
       protocol.PROMPT_LENGTH, protocol.LEARNING_RATE, protocol.BATCH_SIZE, protocol.VOCAB_LIMIT)
-  args = cli.build_parser().parse_args(["study", "transfer", "--out", "unused"])
-  assert cli._protocol(args) == demo and args.source_steps == protocol.DEMO_SOURCE_STEPS == 300
+  got = {}
+  monkeypatch.setattr(demo, "study", lambda out, **kw: got.update(kw))
+  assert cli.main(["study", "transfer", "--out", str(tmp_path)]) == 0
+  assert got["protocol"] == p and got["source_steps"] == protocol.DEMO_SOURCE_STEPS == 300
+  assert got["sources"] == synthetic_tasks.SOURCE_TASKS and got["targets"] == synthetic_tasks.TARGET_TASKS
