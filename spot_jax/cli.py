@@ -96,21 +96,20 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-  from spot_jax import demo
+  from spot_jax.embedded import demo
   demo.run_demo(args.out, target=args.target)
 
 
 def _protocol(args: argparse.Namespace):
-  from spot_jax.study.runner import Protocol
-  return Protocol(steps=args.steps, eval_every=max(1, args.steps // 2),
-                  embedding_step=args.embedding_step, num_eval_examples=args.eval_examples)
+  from spot_jax.embedded import protocol
+  return protocol.study_protocol(args.steps, embedding_step=args.embedding_step,
+                                 num_eval_examples=args.eval_examples)
 
 
 def _cmd_study(args: argparse.Namespace) -> None:
-  from spot_jax import demo
-  from spot_jax.data import synthetic_tasks
-  demo.study(args.out, sources=args.sources or synthetic_tasks.SOURCE_TASKS,
-             targets=args.targets or synthetic_tasks.TARGET_TASKS, seeds=args.seeds,
+  from spot_jax.embedded import demo, tasks
+  demo.study(args.out, sources=args.sources or tasks.SOURCE_TASKS,
+             targets=args.targets or tasks.TARGET_TASKS, seeds=args.seeds,
              protocol=_protocol(args), source_steps=args.source_steps, top_k=args.top_k,
              metric=args.metric, mixture=args.mixture, embedding_seeds=args.embedding_seeds,
              reverse=args.reverse)
@@ -118,13 +117,13 @@ def _cmd_study(args: argparse.Namespace) -> None:
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
-  from spot_jax import demo
+  from spot_jax.embedded import demo, tasks
   from spot_jax.peft import save_prompt_file
-  demo.check_tasks([args.task])
+  (task,) = tasks.resolve([args.task])
   tuner = demo.embedded_tuner(_protocol(args))
-  run = tuner.tune(args.task, seed=args.seed, steps=args.embedding_step)
+  run = tuner.tune(task, seed=args.seed, steps=args.embedding_step)
   save_prompt_file(args.output, run.task_embedding)
-  print(f"wrote {args.output}: task embedding of {args.task} after {args.embedding_step} steps")
+  print(f"wrote {args.output}: task embedding of {task} after {args.embedding_step} steps")
 
 
 def _library(path: Optional[str]):
@@ -293,6 +292,7 @@ def _library_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
   from spot_jax.checkpoints import FORMATS
+  from spot_jax.embedded import protocol, tasks
   parser = argparse.ArgumentParser(
       prog="spot-jax", description="Soft prompt tuning and transfer (SPoT) on a frozen T5.")
   parser.add_argument(VERBOSE_FLAG, action="store_true",
@@ -345,14 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
                                  "retrieve, tune the target from the retrieved prompts and from "
                                  "scratch; write report.md with tables and figures.")
   p.add_argument("--out", default="spot_demo", help="output directory (default: spot_demo)")
-  p.add_argument("--target", help="held-out embedded target task (default: synthetic_sent_mood)")
+  p.add_argument("--target", help="held-out embedded target task (default: "
+                 f"{tasks.task_name('sent_mood')})")
   p.set_defaults(fn=_cmd_demo)
 
   def protocol_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=200, help="target prompt-tuning steps")
-    p.add_argument("--embedding_step", type=int, default=50, help="task embedding = prompt after "
-                   "this many steps (paper: 10K)")
-    p.add_argument("--eval_examples", type=int, default=300, help="validation examples per check")
+    defaults = protocol.DEMO_PROTOCOL
+    p.add_argument("--steps", type=int, default=defaults.steps, help="target prompt-tuning steps")
+    p.add_argument("--embedding_step", type=int, default=defaults.embedding_step, help="task "
+                   "embedding = prompt after this many steps (paper: 10K)")
+    p.add_argument("--eval_examples", type=int, default=defaults.num_eval_examples,
+                   help="validation examples per check")
 
   study = sub.add_parser("study", help="SPoT studies on the embedded universe")
   study_sub = study.add_subparsers(dest="study", metavar="STUDY", required=True)
@@ -362,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--sources", nargs="+", help="default: all 16 embedded sources")
   p.add_argument("--targets", nargs="+", help="default: all 10 embedded targets")
   p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-  p.add_argument("--source_steps", type=int, default=300)
+  p.add_argument("--source_steps", type=int, default=protocol.DEMO_SOURCE_STEPS)
   p.add_argument("--top_k", type=int, default=3)
   p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
   p.add_argument("--mixture", action="store_true", help="also retrieve by top-k multi-task "

@@ -11,6 +11,7 @@ import gin
 
 from spot_jax import embedded, peft
 from spot_jax.data import local
+from spot_jax.embedded import protocol as embedded_protocol
 from spot_jax.train import optim, trainer
 from tasks import catalog
 from spot_jax.train import inference  # noqa: E402
@@ -44,3 +45,7 @@ for _fn, _name in [(embedded_model_dir, "embedded_model_dir"),
                    (local.set_data_dir, "set_data_dir"),
                    (catalog.set_mixture_limit, "set_mixture_limit")]:
   gin.external_configurable(_fn, name=_name)
+
+# The embedded protocol's numbers, bound by gin_configs/embedded/*.gin as %EMBEDDED_*.
+for _name, _value in embedded_protocol.gin_constants().items():
+  gin.constant(_name, _value)

@@ -7,4 +7,4 @@ from tasks import generation  # noqa: F401
 from tasks import rainbow_local  # noqa: F401
 from tasks import crossfit  # noqa: F401
 from tasks import mixtures  # noqa: F401
-from tasks import synthetic  # noqa: F401
+from spot_jax.embedded import seqio_tasks  # noqa: F401  the embedded universe: synthetic_*_v2

@@ -57,7 +57,7 @@ def test_probe_embedded_prints_accuracies_and_chance():
     (["--drill-families", "qa", "poetry"], "unknown drill families ['poetry']"),
     (["--drill-weight", "poetry=2"], "unknown drill families ['poetry']"),
     (["--drill-weight", "nli=0.5"], "--drill-weight wants FAMILY=W"),
-    (["--drill-tasks", "synthetic_nli_cb"], "--drill-tasks ['synthetic_nli_cb'] are not source tasks")])
+    (["--drill-tasks", "synthetic_nli_cb_v2"], "drill tasks ['synthetic_nli_cb_v2'] are not source tasks")])
 def test_pretrain_embedded_rejects_bad_drill_flags(tmp_path, flags, error):
   run = subprocess.run([sys.executable, str(TOOLS / "pretrain_embedded.py"), "--out", str(tmp_path),
                         "--drills", "0.5", *flags],
@@ -71,8 +71,8 @@ def test_pretrain_embedded_continues_the_shipped_model_with_drills(tmp_path):
       [sys.executable, str(TOOLS / "pretrain_embedded.py"), "--init", "spot_jax/embedded",
        "--out", str(tmp_path), "--steps", "2", "--docs", "40", "--drills", "0.5",
        "--drills-per-task", "4", "--drill-families", "qa", "nli", "--drill-weight", "nli=2",
-       "--drill-tasks", "synthetic_qa_where", "synthetic_nli_location", "synthetic_nli_mixed",
-       "synthetic_sent_opinion", "--log-every", "1",
+       "--drill-tasks", "synthetic_qa_where_v2", "synthetic_nli_location_v2", "synthetic_nli_mixed_v2",
+       "synthetic_sent_opinion_v2", "--log-every", "1",
        "--workers", "1"],
       capture_output=True, text=True, check=True, timeout=300,
       cwd=TOOLS.parent).stdout
@@ -82,8 +82,8 @@ def test_pretrain_embedded_continues_the_shipped_model_with_drills(tmp_path):
   assert [r["step"] for r in records] == [1, 2]
   assert set(records[-1]["drill_accuracy"]) == {"sentiment", "nli", "paraphrase", "qa",
                                                 "multiple_choice", "acceptability", "word_sense"}
-  assert list(records[-1]["drilled_task_accuracy"]) == ["synthetic_qa_where",
-                                                        "synthetic_nli_location", "synthetic_nli_mixed"]
+  assert list(records[-1]["drilled_task_accuracy"]) == [
+      "synthetic_qa_where_v2", "synthetic_nli_location_v2", "synthetic_nli_mixed_v2"]
   summary = json.loads((tmp_path / "pretrain.json").read_text())
   assert summary["args"]["drills"] == 0.5 and summary["total_steps"] > 2
   assert (tmp_path / "model" / "model.safetensors").stat().st_size > 0

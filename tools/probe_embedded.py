@@ -1,5 +1,5 @@
 """Zero-shot probes of a pretrained embedded T5: does the frozen LM already have the skills the
-synthetic tasks need? Run it before building a study on a model (seconds on CPU).
+embedded tasks need? Run it before building a study on a model (seconds on CPU).
 
   python tools/probe_embedded.py [--model spot_jax/embedded/model] [--n 200]
 
@@ -19,7 +19,7 @@ import sentencepiece as spm
 
 from spot_jax import embedded
 from spot_jax.checkpoints import load_checkpoint
-from spot_jax.data import synthetic
+from spot_jax.embedded import language
 from spot_jax.model import decoding
 
 
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   config, params = load_checkpoint(args.model)
   sp = spm.SentencePieceProcessor(model_file=str(embedded.VOCABULARY))
-  g = synthetic._Gen(synthetic.lexicon(), np.random.default_rng(5))
+  g = language.Generator(language.lexicon(), np.random.default_rng(5))
 
   def best(text: str, words: list[str]) -> str:
     ids = sp.encode(text)[:63] + [1]
@@ -46,10 +46,10 @@ def main(argv=None) -> int:
 
   hits, chance = [], []
   for _ in range(args.n):
-    w = synthetic._world(g, 3)
+    w = language.world(g, 3)
     i = int(g.rng.integers(3))
     places = list(dict.fromkeys(w.places))
-    text = " ".join(synthetic._facts(g, w)) + f" where is {w.people[i]} ? in the"
+    text = " ".join(language.facts(g, w)) + f" where is {w.people[i]} ? in the"
     hits.append(best(text, places) == w.places[i])
     chance.append(1 / len(places))
   print(json.dumps({"probe": "recall", "accuracy": float(np.mean(hits)),

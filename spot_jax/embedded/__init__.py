@@ -1,6 +1,16 @@
-"""The shipped embedded default: a tiny T5 1.1 pretrained on the synthetic language
-(spot_jax.data.synthetic) and its SentencePiece vocabulary, written by tools/pretrain_embedded.py.
+"""The embedded default: a synthetic universe and a tiny T5 1.1 pretrained on it, so spot-jax runs
+offline on a CPU. Importing the package is cheap (paths of the shipped files only); the modules:
 
+  language      the seeded lexicon, sentence builders, pretraining corpus, split rule
+  generators    how each of the 26 tasks draws one (input, label) pair
+  tasks         the task catalog: versioned names, roles, sizes, label words, examples, drills
+  seqio_tasks   the tasks and the sources mixture as seqio tasks (`import tasks` registers them)
+  protocol      the one embedded tuning protocol, read by the demo/studies and gin_configs/embedded
+  pretrain      vocabulary training, span corruption, prefix LM, batches, the pretraining loop
+  baselines     trivial baselines, and source / generic-SPoT grids against them
+  demo          `spot-jax demo` and `spot-jax study transfer` on the shipped model
+
+The shipped model files, written by spot_jax.embedded.pretrain (tools/pretrain_embedded.py):
   spot_jax/embedded/model/config.json, model.safetensors   HF layout, exact spot-jax config inside
   spot_jax/embedded/sentencepiece.model                     pad 0, EOS 1, UNK 2 (T5's ids)
   spot_jax/embedded/pretrain.json                           command, steps, losses, wall time

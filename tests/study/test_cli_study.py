@@ -30,15 +30,29 @@ def test_unknown_tasks_fail_with_one_line(tmp_path, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown embedded task" in err[0], err
+    assert "known (universe v2): synthetic_sent_opinion_v2, " in err[0], err
   assert not (tmp_path / "d").exists() and not (tmp_path / "s").exists()
 
 
 def test_study_transfer_passes_its_options(tmp_path, monkeypatch):
-  from spot_jax import demo
+  from spot_jax.embedded import demo
   got = {}
   monkeypatch.setattr(demo, "study", lambda out, **kw: got.update(out=out, **kw))
-  assert cli.main(["study", "transfer", "--out", str(tmp_path), "--targets", "synthetic_nli_cb",
+  assert cli.main(["study", "transfer", "--out", str(tmp_path), "--targets", "synthetic_nli_cb_v2",
                    "--embedding_seeds", "0", "2", "--reverse", "--steps", "40"]) == 0
-  assert got["out"] == str(tmp_path) and got["targets"] == ["synthetic_nli_cb"]
+  assert got["out"] == str(tmp_path) and got["targets"] == ["synthetic_nli_cb_v2"]
   assert got["embedding_seeds"] == [0, 2] and got["reverse"] is True
   assert got["protocol"].steps == 40 and got["protocol"].eval_every == 20
+
+
+def test_study_transfer_takes_names_without_their_version(tmp_path, monkeypatch):
+  """Names typed without the universe version mean this universe's tasks; results carry the
+  registered (versioned) names."""
+  from spot_jax.embedded import demo
+  got = {}
+  monkeypatch.setattr(demo, "embedded_tuner", lambda protocol: protocol)
+  monkeypatch.setattr(demo, "run_study", lambda tuner, spec, out, **kw: got.update(spec=spec))
+  assert cli.main(["study", "transfer", "--out", str(tmp_path), "--sources", "synthetic_sent_opinion",
+                   "synthetic_nli_mixed_v2", "--targets", "synthetic_sent_mood"]) == 0
+  assert got["spec"].sources == ("synthetic_sent_opinion_v2", "synthetic_nli_mixed_v2")
+  assert got["spec"].targets == ("synthetic_sent_mood_v2",)

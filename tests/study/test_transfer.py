@@ -9,17 +9,17 @@ import json
 import numpy as np
 import pytest
 
-from spot_jax.data import synthetic_tasks
+from spot_jax.embedded import seqio_tasks
+from spot_jax.embedded import tasks as synthetic_tasks
 from spot_jax.library import retrieval, similarity
 from spot_jax.library.store import LibraryError, PromptLibrary
 from spot_jax.model.config import get_config
 from spot_jax.model.params import init_params
 from spot_jax.peft import load_prompt_file
 from spot_jax.study import runner, stats, transfer
-from tasks import synthetic
 
-SOURCES = ("synthetic_sent_opinion", "synthetic_cola_order", "synthetic_mc_usage")
-TARGET = "synthetic_sent_mood"
+SOURCES = ("synthetic_sent_opinion_v2", "synthetic_cola_order_v2", "synthetic_mc_usage_v2")
+TARGET = "synthetic_sent_mood_v2"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def tuner():
   protocol = runner.Protocol(steps=4, eval_every=2, batch_size=8, prompt_length=4, embedding_step=2,
                              num_eval_examples=16, eval_batch_size=16, vocab_limit=279)
   return runner.Tuner(config, init_params(config, 0), protocol,
-                      feature_lengths=synthetic.feature_lengths, log=None)
+                      feature_lengths=seqio_tasks.feature_lengths, log=None)
 
 
 def test_study_writes_report_and_resumes(tuner, tmp_path, monkeypatch):
@@ -141,8 +141,8 @@ def test_retrieval_mixture_is_examples_proportional_over_sources_and_target():
   assert sorted(t.name for t in mixture.tasks) == sorted([*SOURCES[:2], TARGET])
   sizes = {n: synthetic_tasks.TASKS[n].sizes[0] for n in (*SOURCES[:2], TARGET)}
   assert {t.name: mixture.get_rate(t) for t in mixture.tasks} == pytest.approx(sizes, rel=1e-9)
-  lengths = [synthetic.feature_lengths(n) for n in sizes]
-  assert synthetic.feature_lengths(name) == {k: max(l[k] for l in lengths) for k in lengths[0]}
+  lengths = [seqio_tasks.feature_lengths(n) for n in sizes]
+  assert seqio_tasks.feature_lengths(name) == {k: max(l[k] for l in lengths) for k in lengths[0]}
   assert transfer.retrieval_mixture(TARGET, SOURCES[:2]) == name  # same sources, same mixture
 
 

@@ -1,9 +1,11 @@
-"""The embedded universe's tasks (spot_jax.data.synthetic_tasks) as seqio tasks `synthetic_*`.
+"""The embedded universe's tasks (spot_jax.embedded.tasks) as seqio tasks `synthetic_*_v2`.
 
-Tokenized with the embedded model's SentencePiece vocabulary (spot_jax/embedded), generated lazily
+Importing this module registers them (`import tasks` does, like the rest of the catalog).
+Tokenized with the shipped model's SentencePiece vocabulary (spot_jax/embedded), generated lazily
 in code (no files), deterministic for a seed. Classification and extractive tasks score exact-match
 accuracy of the decoded text; the similarity regressions score Pearson/Spearman of the decoded number.
-Mixture `synthetic_sources`: all 16 source tasks, examples-proportional (SPoT's generic source prompt).
+Mixture `synthetic_sources_v2`: all 16 source tasks, examples-proportional (SPoT's generic source
+prompt).
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ import seqio
 import tensorflow as tf
 
 from spot_jax import embedded
-from spot_jax.data import metrics, synthetic_tasks
+from spot_jax.data import metrics
+from spot_jax.embedded import tasks as synthetic_tasks
 from tasks import catalog
-
-SOURCES_MIXTURE = "synthetic_sources"
-FEATURE_LENGTHS = {"inputs": 80, "targets": 8}  # every synthetic input fits in 80 word tokens
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,20 +75,20 @@ def register(spec: synthetic_tasks.TaskSpec) -> seqio.Task:
 
 for _spec in synthetic_tasks.TASKS.values():
   register(_spec)
-catalog.register_mixture(SOURCES_MIXTURE, synthetic_tasks.SOURCE_TASKS)
+catalog.register_mixture(synthetic_tasks.SOURCES_MIXTURE, synthetic_tasks.SOURCE_TASKS)
 
 
 @functools.lru_cache(maxsize=None)
 def feature_lengths(name: str) -> dict[str, int]:
   """Tight lengths for one synthetic task or a mixture of them: the longest of 300 examples per
   split in word pieces (the vocabulary has one piece per word) + EOS, rounded up to a multiple of 8.
-  Shorter than FEATURE_LENGTHS, so studies spend less time on padding."""
+  Shorter than tasks.FEATURE_LENGTHS, so studies spend less time on padding."""
   if name in seqio.MixtureRegistry.names():
     lengths = [feature_lengths(t.name) for t in seqio.get_mixture_or_task(name).tasks]
-    return {key: max(length[key] for length in lengths) for key in FEATURE_LENGTHS}
+    return {key: max(length[key] for length in lengths) for key in synthetic_tasks.FEATURE_LENGTHS}
   longest = {"inputs": 0, "targets": 0}
   for split in synthetic_tasks.SPLITS:
     for ex in synthetic_tasks.examples(name, split, limit=300):
       for key in longest:
         longest[key] = max(longest[key], len(ex[key].split()) + 1)
-  return {key: min(-(-n // 8) * 8, FEATURE_LENGTHS[key]) for key, n in longest.items()}
+  return {key: min(-(-n // 8) * 8, synthetic_tasks.FEATURE_LENGTHS[key]) for key, n in longest.items()}

@@ -1,62 +1,34 @@
-"""Task families over the synthetic language (spot_jax.data.synthetic), like SPoT's Table 2.
+"""How each embedded task draws one (input, label) pair: 26 generators in seven families.
 
-16 data-rich source tasks (>= 10K train examples) and 10 low-resource targets (<= 2K) in seven
-families: sentiment, nli, paraphrase (incl. regression), qa (extractive), multiple_choice,
-acceptability, word_sense. Targets share their family's skill with its sources but not their
-format (other prefixes, lengths, distractors), so transfer has a known ground truth: the related
-sources are the target's family. Every target is a function of its input text.
+Each generator takes a language.Generator (a lexicon and a seeded numpy Generator) and returns the
+input text and the label in the generator's own names (positive, entailment, ...); tasks.py maps
+labels to the task's label words and gives each generator its name, role and sizes.
+
+Targets share their family's skill with its sources but not their format (other prefixes, lengths,
+distractors), so transfer has a known ground truth: the related sources are the target's family.
+Every target is a function of its input text.
 
 Universe v2 (design change, measured): the frozen model must be able to learn a family's skill.
 A 2+2-layer T5 pretrained on 2 CPU cores never learned to look one person up among several (QA,
 NLI and story paraphrase stayed at chance after 11K steps, and held-out QA drills stayed at 0.28
 even under direct supervision), so every family now rests on relations of single words that it
-does learn: a word's domain, an adjective's polarity, negation, synonymy, word order. Label words
-follow the family as T5's verbalizers do (entailment / contradiction / neutral for NLI, duplicate /
-equivalent / different for paraphrase, acceptable / unacceptable); a prompt on a model this small
-could not remap a skill onto arbitrary words (acceptability: drills 0.73, "still/not" at chance).
-Sentiment keeps the corpus's consequence words (smiles / frowns ...), which the corpus ties to
-polarity.
+does learn: a word's domain, an adjective's polarity, negation, synonymy, word order.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import zlib
-from typing import Callable, Iterator, Optional
-
-import numpy as np
-
-from spot_jax.data import synthetic as lang
-from spot_jax.data.synthetic import _Gen
-
-SPLITS = lang.SPLITS
-Make = Callable[[_Gen], tuple[str, str]]
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskSpec:
-  name: str
-  family: str
-  role: str                 # "source" or "target"
-  make: Make
-  sizes: tuple[int, int, int]  # train, validation, test
-  classes: Optional[tuple[str, ...]] = None  # label words; None: free text (QA) or regression
-  kind: str = "classification"  # "classification" | "regression" | "extractive"
-  verbalizer: Optional[dict[str, str]] = None  # generator's label -> label word of the language
-
-  def size(self, split: str) -> int:
-    """Examples in `split` (one of lang.SPLITS)."""
-    return self.sizes[lang.SPLITS.index(split)]
+from spot_jax.embedded import language as lang
+from spot_jax.embedded.language import Generator
 
 
 # ------------------------------------------------------------------------------------ sentiment
 
-def _sent_opinion(g):
+def sent_opinion(g: Generator) -> tuple[str, str]:
   text, positive = g.feeling(g.pick(g.lex.people))
   return f"opinion: {text}", "positive" if positive else "negative"
 
 
-def _sent_review(g):
+def sent_review(g: Generator) -> tuple[str, str]:
   polar, negated = g.coin(0.5), g.coin(0.2)
   no = "not " if negated else ""
   _, obj = g.obj()
@@ -65,24 +37,24 @@ def _sent_review(g):
   return text, "positive" if polar != negated else "negative"
 
 
-def _sent_rating(g):
+def sent_rating(g: Generator) -> tuple[str, str]:
   label = g.pick(("positive", "negative", "neutral"))
   _, obj = g.obj()
   adj = g.pick(g.lex.colors) if label == "neutral" else g.adjective(label == "positive")
   return f"rate: {g.pick(g.lex.people)} thinks the {g.name(obj)} is {adj} .", label
 
 
-def _sent_mood(g):
+def sent_mood(g: Generator) -> tuple[str, str]:
   polar, negated = g.coin(0.5), g.coin(0.2)
   _, obj = g.obj()
   text = f"mood: the {g.name(obj)} is {'not ' if negated else ''}{g.adjective(polar)} !"
   return text, "good" if polar != negated else "bad"
 
 
-def _sent_story(g):
-  w = lang._world(g, 2)
+def sent_story(g: Generator) -> tuple[str, str]:
+  w = lang.world(g, 2)
   text, positive = g.feeling(w.people[0])
-  facts = lang._facts(g, w)
+  facts = lang.facts(g, w)
   return f"story: {facts[0]} {text} {facts[1]}", "positive" if positive else "negative"
 
 
@@ -107,9 +79,9 @@ def _fact(g, person: str, kind: str) -> tuple[str, int]:
   """A location or possession fact about `person` and the domain of its place or object."""
   if kind == "location":
     d = int(g.rng.integers(len(g.lex.domains)))
-    return lang._location(person, g.place(d)), d
+    return lang.location(person, g.place(d)), d
   d, obj = g.obj()
-  return lang._possession(g, person, g.pick(g.lex.colors), obj), d
+  return lang.possession(g, person, g.pick(g.lex.colors), obj), d
 
 
 def _nli(g, kinds: tuple[str, ...], labels: tuple[str, ...] = _NLI3,
@@ -133,27 +105,27 @@ def _nli(g, kinds: tuple[str, ...], labels: tuple[str, ...] = _NLI3,
   return " ".join(sentences), claim, label
 
 
-def _nli_location(g):
+def nli_location(g: Generator) -> tuple[str, str]:
   premise, hypothesis, label = _nli(g, ("location",), ("entailment", "contradiction"))
   return f"nli premise: {premise} hypothesis: {hypothesis}", label
 
 
-def _nli_possession(g):
+def nli_possession(g: Generator) -> tuple[str, str]:
   premise, hypothesis, label = _nli(g, ("possession",), ("entailment", "contradiction"))
   return f"nli premise: {premise} hypothesis: {hypothesis}", label
 
 
-def _nli_mixed(g):
+def nli_mixed(g: Generator) -> tuple[str, str]:
   premise, hypothesis, label = _nli(g, ("location", "possession"))
   return f"nli premise: {premise} hypothesis: {hypothesis}", label
 
 
-def _nli_cb(g):
+def nli_cb(g: Generator) -> tuple[str, str]:
   premise, hypothesis, label = _nli(g, ("location", "possession"), distractor=True)
   return f"premise: {premise} hypothesis: {hypothesis}", label
 
 
-def _nli_rte(g):
+def nli_rte(g: Generator) -> tuple[str, str]:
   premise, hypothesis, label = _nli(g, ("location", "possession"))
   return (f"sentence1: {premise} sentence2: {hypothesis}",
           "entailment" if label == "entailment" else "not_entailment")
@@ -168,7 +140,7 @@ def _statement(g, domain: int, positive: bool) -> str:
   p = g.pick(g.lex.people)
   kind = int(g.rng.integers(3))
   if kind == 0:
-    return lang._possession(g, p, g.pick(g.lex.colors), g.obj(domain)[1])
+    return lang.possession(g, p, g.pick(g.lex.colors), g.obj(domain)[1])
   if kind == 1:
     return f"{p} thinks the {g.name(g.obj(domain)[1])} is {g.adjective(positive)} ."
   return f"{p} uses the {g.name(g.obj(domain)[1])} in the {g.place(domain)} ."
@@ -191,7 +163,7 @@ def _changed(g, sentence: str) -> str:
 
 
 def _restated(g, sentence: str, same: bool) -> str:
-  return lang._synonym_swap(g, sentence if same else _changed(g, sentence))
+  return lang.synonym_swap(g, sentence if same else _changed(g, sentence))
 
 
 def _statements(g, n: int) -> list[str]:
@@ -199,14 +171,14 @@ def _statements(g, n: int) -> list[str]:
   return [_statement(g, domain, positive) for _ in range(n)]
 
 
-def _para_pair(g):
+def para_pair(g: Generator) -> tuple[str, str]:
   (s,), same = _statements(g, 1), g.coin(0.5)
   return f"sentence1: {s} sentence2: {_restated(g, s, same)}", "duplicate" if same else "different"
 
 
-def _para_story(g):
+def para_story(g: Generator) -> tuple[str, str]:
   facts, same = _statements(g, 3), g.coin(0.5)
-  other = [lang._synonym_swap(g, f) for f in facts]
+  other = [lang.synonym_swap(g, f) for f in facts]
   if not same:
     i = int(g.rng.integers(3))
     other[i] = _restated(g, facts[i], False)
@@ -222,16 +194,16 @@ def _similarity(g, n: int, prefix: tuple[str, str]):
   return f"{prefix[0]}: {' '.join(facts)} {prefix[1]}: {' '.join(other)}", str(shared)
 
 
-def _para_sts(g):
+def para_sts(g: Generator) -> tuple[str, str]:
   return _similarity(g, 4, ("text1", "text2"))
 
 
-def _para_mrpc(g):
+def para_mrpc(g: Generator) -> tuple[str, str]:
   (s,), same = _statements(g, 1), g.coin(0.5)
   return f"first: {s} second: {_restated(g, s, same)}", "equivalent" if same else "different"
 
 
-def _para_sts_small(g):
+def para_sts_small(g: Generator) -> tuple[str, str]:
   return _similarity(g, 3, ("a", "b"))
 
 
@@ -240,10 +212,10 @@ def _para_sts_small(g):
 # person in a place (who) of that domain among the context's facts. Finding it needs the word ->
 # domain relation and the answer's kind, not a lookup of one person among several.
 
-def _distinct_world(g, n: int) -> lang._World:
+def _distinct_world(g, n: int) -> lang.World:
   """A world whose places, and whose objects, are each of a different domain."""
   while True:
-    w = lang._world(g, n)
+    w = lang.world(g, n)
     place_domains = {g.lex.domain_of_place(p) for p in w.places}
     object_domains = {g.lex.domain_of_object(o) for _, o in w.possessions}
     if len(place_domains) == n and len(object_domains) == n:
@@ -251,17 +223,17 @@ def _distinct_world(g, n: int) -> lang._World:
 
 
 def _qa_context(g, w) -> str:
-  return " ".join(lang._facts(g, w))
+  return " ".join(lang.facts(g, w))
 
 
-def _qa_where(g):
+def qa_where(g: Generator) -> tuple[str, str]:
   w = _distinct_world(g, int(g.rng.integers(2, 5)))
   place = g.pick(w.places)
   d = g.lex.domains[g.lex.domain_of_place(place)]
   return f"question: where is a {d} place ? context: {_qa_context(g, w)}", place
 
 
-def _qa_what(g):
+def qa_what(g: Generator) -> tuple[str, str]:
   w = _distinct_world(g, int(g.rng.integers(2, 5)))
   i = int(g.rng.integers(len(w.people)))
   context = _qa_context(g, w)
@@ -270,7 +242,7 @@ def _qa_what(g):
   return f"question: what belongs in a {d} place ? context: {context}", stated
 
 
-def _qa_who(g):
+def qa_who(g: Generator) -> tuple[str, str]:
   w = _distinct_world(g, int(g.rng.integers(2, 4)))
   i = int(g.rng.integers(len(w.people)))
   d = g.lex.domains[g.lex.domain_of_place(w.places[i])]
@@ -284,7 +256,7 @@ def _two_domains(g) -> tuple[int, int]:
   return a, b
 
 
-def _mc_usage(g):
+def mc_usage(g: Generator) -> tuple[str, str]:
   d, other = _two_domains(g)
   right, wrong = g.place(d), g.place(other)
   c1, c2 = (right, wrong) if g.coin(0.5) else (wrong, right)
@@ -292,14 +264,14 @@ def _mc_usage(g):
           f"choice1: {c1} choice2: {c2}"), right
 
 
-def _mc_domain(g):
+def mc_domain(g: Generator) -> tuple[str, str]:
   d, other = _two_domains(g)
   right, wrong = g.name(g.obj(d)[1]), g.name(g.obj(other)[1])
   c1, c2 = (right, wrong) if g.coin(0.5) else (wrong, right)
   return f"question: which one belongs in the {g.place(d)} ? choice1: {c1} choice2: {c2}", right
 
 
-def _mc_copa(g):
+def mc_copa(g: Generator) -> tuple[str, str]:
   domains = [int(x) for x in g.rng.choice(len(g.lex.domains), size=3, replace=False)]
   options = [g.name(g.obj(d)[1]) for d in domains]
   right = options[0]
@@ -313,7 +285,7 @@ def _mc_copa(g):
 
 def _grammatical(g) -> str:
   return g.pick([lambda g: _statements(g, 1)[0],
-                 lambda g: lang._location(g.pick(g.lex.people), g.place())])(g)
+                 lambda g: lang.location(g.pick(g.lex.people), g.place())])(g)
 
 
 def _swap(g, words: list[str]) -> list[str]:
@@ -335,146 +307,30 @@ def _acceptability(g, corrupt, prefix: str, labels=("acceptable", "unacceptable"
   return f"{prefix}: {' '.join(words)}", labels[0] if ok else labels[1]
 
 
-def _cola_order(g):
+def cola_order(g: Generator) -> tuple[str, str]:
   return _acceptability(g, _swap, "cola sentence")
 
 
-def _cola_missing(g):
+def cola_missing(g: Generator) -> tuple[str, str]:
   return _acceptability(g, _drop_or_repeat, "grammar")
 
 
-def _cola_judge(g):
+def cola_judge(g: Generator) -> tuple[str, str]:
   return _acceptability(g, lambda g, w: g.pick([_swap, _drop_or_repeat])(g, w), "judge")
 
 
 # ---------------------------------------------------------------------------------- word sense
 
-def _wsd_sense(g):
+def wsd_sense(g: Generator) -> tuple[str, str]:
   word, *senses = g.pick(g.lex.ambiguous)
   d = senses[int(g.rng.integers(2))]
   return f"wsd sentence: {g.sense_context(word, d)} word: {word}", g.lex.domains[d]
 
 
-def _wsd_wic(g):
+def wsd_wic(g: Generator) -> tuple[str, str]:
   word, *senses = g.pick(g.lex.ambiguous)
   same = g.coin(0.5)
   d1 = senses[int(g.rng.integers(2))]
   d2 = d1 if same else senses[1 - senses.index(d1)]
   return (f"sentence1: {g.sense_context(word, d1)} sentence2: {g.sense_context(word, d2)} "
           f"word: {word}"), "same" if same else "different"
-
-
-# ------------------------------------------------------------------------------------- registry
-
-def _spec(name, family, role, make, train, verbalizer=None, kind="classification"):
-  """Label words are words of the language that pretraining made the decoder produce (like T5's
-  English label words); a label the corpus never says would have to be learned from nothing."""
-  evaluation = (500, 500) if role == "source" else (300, 500)
-  classes = tuple(verbalizer.values()) if verbalizer else None
-  return TaskSpec(f"synthetic_{name}", family, role, make, (train, *evaluation), classes, kind,
-                  verbalizer)
-
-
-def _words(labels: str, words: str) -> dict[str, str]:
-  return dict(zip(labels.split(), words.split()))
-
-
-def _names(labels: str) -> dict[str, str]:
-  """The generator's own label names as label words (T5's verbalizers: 'entailment', ...)."""
-  return _words(labels, labels)
-
-
-_NLI3_NAMES = _names("entailment neutral contradiction")
-_NLI2_NAMES = _names("entailment contradiction")
-_ACCEPTABILITY = _names("acceptable unacceptable")
-TASKS: dict[str, TaskSpec] = {t.name: t for t in [
-    _spec("sent_opinion", "sentiment", "source", _sent_opinion, 20_000,
-          _words("positive negative", "smiles frowns")),
-    _spec("sent_review", "sentiment", "source", _sent_review, 12_000,
-          _words("positive negative", "laughs cries")),
-    _spec("sent_rating", "sentiment", "source", _sent_rating, 15_000,
-          _words("positive negative neutral", "sings groans still")),
-    _spec("nli_location", "nli", "source", _nli_location, 20_000, _NLI2_NAMES),
-    _spec("nli_possession", "nli", "source", _nli_possession, 12_000, _NLI2_NAMES),
-    _spec("nli_mixed", "nli", "source", _nli_mixed, 15_000, _NLI3_NAMES),
-    _spec("para_pair", "paraphrase", "source", _para_pair, 20_000, _names("duplicate different")),
-    _spec("para_story", "paraphrase", "source", _para_story, 10_000,
-          _names("equivalent different")),
-    _spec("para_sts", "paraphrase", "source", _para_sts, 15_000, kind="regression"),
-    _spec("qa_where", "qa", "source", _qa_where, 20_000, kind="extractive"),
-    _spec("qa_what", "qa", "source", _qa_what, 12_000, kind="extractive"),
-    _spec("mc_usage", "multiple_choice", "source", _mc_usage, 15_000, kind="extractive"),
-    _spec("mc_domain", "multiple_choice", "source", _mc_domain, 10_000, kind="extractive"),
-    _spec("cola_order", "acceptability", "source", _cola_order, 20_000, _ACCEPTABILITY),
-    _spec("cola_missing", "acceptability", "source", _cola_missing, 10_000, _ACCEPTABILITY),
-    _spec("wsd_sense", "word_sense", "source", _wsd_sense, 15_000,
-          {d: d for d in lang.lexicon().domains}),
-    _spec("sent_mood", "sentiment", "target", _sent_mood, 1_000,
-          _words("good bad", "cheers sighs")),
-    _spec("sent_story", "sentiment", "target", _sent_story, 500,
-          _words("positive negative", "smiles frowns")),
-    _spec("nli_cb", "nli", "target", _nli_cb, 250, _NLI3_NAMES),
-    # "not_entailment" (RTE) and "same" (WiC) are no word the corpus or a drill ever says, so the
-    # frozen decoder never produces them (measured: both targets stuck at the majority class).
-    _spec("nli_rte", "nli", "target", _nli_rte, 2_000,
-          _words("entailment not_entailment", "entailment contradiction")),
-    _spec("para_mrpc", "paraphrase", "target", _para_mrpc, 1_000, _names("equivalent different")),
-    _spec("para_sts_small", "paraphrase", "target", _para_sts_small, 500, kind="regression"),
-    _spec("qa_who", "qa", "target", _qa_who, 1_000, kind="extractive"),
-    _spec("mc_copa", "multiple_choice", "target", _mc_copa, 400, kind="extractive"),
-    _spec("cola_judge", "acceptability", "target", _cola_judge, 1_000, _ACCEPTABILITY),
-    _spec("wsd_wic", "word_sense", "target", _wsd_wic, 1_000,
-          _words("same different", "equivalent different")),
-]}
-SOURCE_TASKS = tuple(n for n, t in TASKS.items() if t.role == "source")
-TARGET_TASKS = tuple(n for n, t in TASKS.items() if t.role == "target")
-
-
-def _split_of(text: str) -> str:
-  bucket = zlib.crc32(text.encode()) % 20
-  return next(s for s, buckets in lang._SPLIT_BUCKETS.items() if bucket in buckets)
-
-
-def example(name: str, split: str, index: int, seed: int = 0, verbalize: bool = True) -> dict:
-  """Example `index` of `split`: drawn until its input hashes into `split` (disjoint splits).
-  `verbalize=False` keeps the generator's own label name (positive, entailment, ...)."""
-  spec = TASKS[name]
-  task_id = zlib.crc32(name.encode())
-  split_id = lang.SPLITS.index(split)
-  for attempt in range(10_000):
-    g = _Gen(lang.lexicon(), np.random.default_rng([seed, task_id, split_id, index, attempt]))
-    inputs, targets = spec.make(g)
-    if verbalize:
-      targets = (spec.verbalizer or {}).get(targets, targets)
-    if _split_of(inputs) == split:
-      return {"inputs": inputs, "targets": targets, "idx": index}
-  raise RuntimeError(f"{name}: no {split} example after 10000 draws")  # unreachable in practice
-
-
-# Pretraining drills (tools/pretrain_embedded.py): source generators only, train split only, another
-# seed, and the generators' own label names instead of the tasks' label words. Like T5 1.0's
-# supervised pretraining mixture, they teach the frozen model the families' skills; no target task
-# and no target format is ever among them, and source validation/test inputs cannot be (splits are
-# disjoint by the input's hash).
-DRILL_SEED = 1_000
-
-
-def drill(name: str, index: int) -> dict:
-  """Pretraining drill `index` of source task `name`."""
-  if TASKS[name].role != "source":
-    raise ValueError(f"{name} is a {TASKS[name].role} task; drills come from source tasks only")
-  return example(name, "train", index, seed=DRILL_SEED, verbalize=False)
-
-
-def examples(name: str, split: str, seed: int = 0, limit: Optional[int] = None) -> Iterator[dict]:
-  """The split's examples in index order (its size from TASKS unless `limit`)."""
-  size = TASKS[name].size(split)
-  for i in range(size if limit is None else min(size, limit)):
-    yield example(name, split, i, seed)
-
-
-def families() -> dict[str, list[str]]:
-  out: dict[str, list[str]] = {}
-  for spec in TASKS.values():
-    out.setdefault(spec.family, []).append(spec.name)
-  return out

@@ -1,4 +1,4 @@
-"""The shipped embedded default: the checkpoint loads, matches its recorded config, speaks the
+"""The shipped embedded model files: the checkpoint loads, matches its recorded config, speaks the
 synthetic language, and trains a prompt through the gin configs within seconds."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sentencepiece as spm
 
 from spot_jax import embedded
 from spot_jax.checkpoints import load_checkpoint
-from spot_jax.data import synthetic_tasks
+from spot_jax.embedded import tasks as synthetic_tasks
 from spot_jax.model.config import get_config
 from spot_jax.model.params import check_params, flatten
 
@@ -45,7 +45,7 @@ def test_one_prompt_tuning_step_from_the_cli_is_fast(tmp_path):
   start = time.perf_counter()
   proc = subprocess.run(
       [sys.executable, "-m", "spot_jax.cli", "train", "--gin_file=embedded/source.gin",
-       "--gin.MIXTURE_OR_TASK_NAME='synthetic_sent_opinion'", f"--gin.MODEL_DIR='{tmp_path}'",
+       "--gin.MIXTURE_OR_TASK_NAME='synthetic_sent_opinion_v2'", f"--gin.MODEL_DIR='{tmp_path}'",
        "--gin.train.num_train_steps=1", "--gin.train.num_eval_examples=32"],
       capture_output=True, text=True, timeout=300)
   seconds = time.perf_counter() - start

@@ -1,9 +1,9 @@
-"""A seeded artificial language, its pretraining corpus, and task families over it.
+"""The embedded universe's language: a seeded lexicon, sentence builders and the pretraining corpus.
 
 The embedded default of spot-jax: no pretrained T5 and no NLP data are reachable offline, so the
-frozen model is pretrained on text of this language (tools/pretrain_embedded.py) and prompts are
-tuned on tasks over it (tasks/synthetic.py). Pure Python + numpy (no TensorFlow), so pretraining
-runs wherever JAX does.
+frozen model is pretrained on text of this language (spot_jax.embedded.pretrain) and prompts are
+tuned on tasks over it (spot_jax.embedded.tasks). Pure Python + numpy (no TensorFlow), so
+pretraining runs wherever JAX does.
 
 The language: invented content words (people, places grouped into domains, objects with two
 synonymous names, polar adjectives with synonyms, ambiguous words with one sense per domain)
@@ -16,14 +16,14 @@ corpus, so predicting masked text requires it:
   * commonsense - objects are used in places of their own domain.
   * word sense  - an ambiguous word appears beside places/objects of its sense's domain.
   * acceptability - the corpus is grammatical.
-Task examples are indexed: example i of a split is a pure function of (seed, task, split, i), and
-splits are disjoint by construction (an example belongs to the split its input text hashes to).
+Splits are disjoint by construction: a text belongs to the split its hash falls in (split_of).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 from typing import Optional, Sequence
 
 import numpy as np
@@ -94,10 +94,17 @@ def lexicon(seed: int = LANGUAGE_SEED) -> Lexicon:
                       for i, w in enumerate(fresh(8))))
 
 
+def split_of(text: str) -> str:
+  """The split (train, validation or test) a text belongs to: its crc32 bucket."""
+  bucket = zlib.crc32(text.encode()) % 20
+  return next(s for s, buckets in _SPLIT_BUCKETS.items() if bucket in buckets)
+
+
 # ------------------------------------------------------------------------------------ sentences
 
-class _Gen:
-  """Sentence builders over one lexicon and one numpy Generator."""
+class Generator:
+  """Sentence builders over one lexicon and one numpy Generator: every task generator and the
+  corpus draw their words through one of these, so a seed fixes the text."""
 
   def __init__(self, lex: Lexicon, rng: np.random.Generator):
     self.lex, self.rng = lex, rng
@@ -142,36 +149,37 @@ class _Gen:
 
 
 @dataclasses.dataclass
-class _World:
+class World:
   """A few people with one place and one possession each."""
   people: list[str]
   places: list[str]
   possessions: list[tuple[str, tuple[str, str]]]  # (color, (name, synonym))
 
 
-def _world(g: _Gen, n: int) -> _World:
+def world(g: Generator, n: int) -> World:
   people = g.pick(g.lex.people, n)
   places = [g.place() for _ in people]
   possessions = [(g.pick(g.lex.colors), g.obj()[1]) for _ in people]
-  return _World(people, places, possessions)
+  return World(people, places, possessions)
 
 
-def _location(p: str, place: str) -> str:
+def location(p: str, place: str) -> str:
   return f"{p} is in the {place} ."
 
 
-def _possession(g: _Gen, p: str, color: str, obj: tuple[str, str]) -> str:
+def possession(g: Generator, p: str, color: str, obj: tuple[str, str]) -> str:
   return f"{p} has the {color} {g.name(obj)} ."
 
 
-def _facts(g: _Gen, w: _World) -> list[str]:
-  facts = [_location(p, place) for p, place in zip(w.people, w.places)]
-  facts += [_possession(g, p, c, o) for p, (c, o) in zip(w.people, w.possessions)]
-  g.rng.shuffle(facts)
-  return facts
+def facts(g: Generator, w: World) -> list[str]:
+  """Where each person is and what each has, shuffled."""
+  out = [location(p, place) for p, place in zip(w.people, w.places)]
+  out += [possession(g, p, c, o) for p, (c, o) in zip(w.people, w.possessions)]
+  g.rng.shuffle(out)
+  return out
 
 
-def _synonym_swap(g: _Gen, sentence: str) -> str:
+def synonym_swap(g: Generator, sentence: str) -> str:
   """Each object/adjective name replaced by its synonym (the 'in other words' restatement)."""
   table = {}
   for pairs in (*g.lex.objects, g.lex.positive, g.lex.negative):
@@ -182,9 +190,9 @@ def _synonym_swap(g: _Gen, sentence: str) -> str:
 
 def document(rng: np.random.Generator, lex: Optional[Lexicon] = None) -> str:
   """One pretraining document (~60-120 words): a small world told, restated and questioned."""
-  g = _Gen(lex or lexicon(), rng)
-  w = _world(g, int(rng.integers(2, 5)))
-  out = _facts(g, w)
+  g = Generator(lex or lexicon(), rng)
+  w = world(g, int(rng.integers(2, 5)))
+  out = facts(g, w)
   for _ in range(int(rng.integers(3, 7))):
     i = int(rng.integers(len(w.people)))
     p = w.people[i]
@@ -208,8 +216,8 @@ def document(rng: np.random.Generator, lex: Optional[Lexicon] = None) -> str:
       word, *senses = g.pick(g.lex.ambiguous)
       out.append(g.sense_context(word, senses[int(rng.integers(2))]))
     elif kind == 6:
-      text = _possession(g, p, *w.possessions[i]) if g.coin(0.5) else g.feeling(p)[0]
-      out += [text, "in other words , " + _synonym_swap(g, text)]
+      text = possession(g, p, *w.possessions[i]) if g.coin(0.5) else g.feeling(p)[0]
+      out += [text, "in other words , " + synonym_swap(g, text)]
     else:
       place = w.places[i]
       out.append(f"the {place} is a {g.lex.domains[g.lex.domain_of_place(place)]} place .")

@@ -13,43 +13,36 @@ import time
 from typing import Optional, Sequence
 
 from spot_jax import embedded
-from spot_jax.data import synthetic_tasks
-from spot_jax.errors import SpotError
+from spot_jax.embedded import protocol as embedded_protocol
+from spot_jax.embedded import tasks as synthetic_tasks
+from spot_jax.embedded.tasks import task_name
 from spot_jax.study import tables
 from spot_jax.study.runner import Protocol, Tuner
 from spot_jax.study.transfer import Study, run_study
 
 # One data-rich source per family, and a held-out target whose family has exactly one of them.
-DEMO_SOURCES = ("synthetic_sent_opinion", "synthetic_nli_mixed", "synthetic_para_pair",
-                "synthetic_qa_where", "synthetic_mc_usage", "synthetic_cola_order",
-                "synthetic_wsd_sense")
-DEMO_TARGET = "synthetic_sent_mood"
-DEMO_PROTOCOL = Protocol(steps=200, eval_every=100, embedding_step=50, num_eval_examples=300)
+DEMO_SOURCES = tuple(task_name(t) for t in ("sent_opinion", "nli_mixed", "para_pair", "qa_where",
+                                            "mc_usage", "cola_order", "wsd_sense"))
+DEMO_TARGET = task_name("sent_mood")
 
 
 def embedded_tuner(protocol: Protocol, model=None) -> Tuner:
   """A Tuner over the shipped model (or `model` = (config, params), to share one loaded copy)."""
   from spot_jax.checkpoints import load_checkpoint
-  from tasks import synthetic
+  from spot_jax.embedded import seqio_tasks  # registers the tasks the tuner reads
   config, frozen = model or load_checkpoint(embedded.model_dir())
-  return Tuner(config, frozen, protocol, feature_lengths=synthetic.feature_lengths)
-
-
-def check_tasks(names: Sequence[str]) -> None:
-  unknown = [n for n in names if n not in synthetic_tasks.TASKS]
-  if unknown:
-    raise SpotError(f"unknown embedded task(s) {', '.join(unknown)}; known: "
-                    f"{', '.join(synthetic_tasks.TASKS)}")
+  return Tuner(config, frozen, protocol, feature_lengths=seqio_tasks.feature_lengths)
 
 
 def study(out: str, *, sources: Sequence[str], targets: Sequence[str], seeds: Sequence[int],
           protocol: Protocol, source_steps: int, top_k: int = 3, metric: str = "token_cosine",
           mixture: bool = False, embedding_seeds: Sequence[int] = (0,),
           reverse: bool = False) -> dict:
-  """Runs (or resumes) a transfer study on the embedded universe; returns the summary."""
-  check_tasks([*sources, *targets])
+  """Runs (or resumes) a transfer study on the embedded universe; returns the summary. Task names
+  may omit their version (synthetic_sent_mood); results carry the registered names."""
+  sources, targets = synthetic_tasks.resolve(sources), synthetic_tasks.resolve(targets)
   families = {name: spec.family for name, spec in synthetic_tasks.TASKS.items()}
-  spec = Study(sources=tuple(sources), targets=tuple(targets), seeds=tuple(seeds),
+  spec = Study(sources=sources, targets=targets, seeds=tuple(seeds),
                source_steps=source_steps, top_k=min(top_k, len(sources)), metric=metric,
                families=families, mixture=mixture, embedding_seeds=tuple(embedding_seeds))
   return run_study(embedded_tuner(protocol), spec, out, vocabulary="spot_jax/embedded",
@@ -57,11 +50,12 @@ def study(out: str, *, sources: Sequence[str], targets: Sequence[str], seeds: Se
 
 
 def run_demo(out: str = "spot_demo", *, target: Optional[str] = None,
-             sources: Optional[Sequence[str]] = None, protocol: Protocol = DEMO_PROTOCOL,
-             source_steps: int = 300) -> dict:
+             sources: Optional[Sequence[str]] = None,
+             protocol: Protocol = embedded_protocol.DEMO_PROTOCOL,
+             source_steps: int = embedded_protocol.DEMO_SOURCE_STEPS) -> dict:
   start = time.perf_counter()
-  sources, target = tuple(sources or DEMO_SOURCES), target or DEMO_TARGET
-  check_tasks([*sources, target])
+  sources = synthetic_tasks.resolve(sources or DEMO_SOURCES)
+  (target,) = synthetic_tasks.resolve([target or DEMO_TARGET])
   print(f"spot-jax demo: SPoT on the embedded universe -> {out}/ (resumes if interrupted)",
         file=sys.stderr, flush=True)
   summary = study(out, sources=sources, targets=[target], seeds=[0],
@@ -73,4 +67,3 @@ def run_demo(out: str = "spot_demo", *, target: Optional[str] = None,
   print(f"retrieved for {target}: {ranking}")
   print(f"report: {out}/report.md ({time.perf_counter() - start:.0f} s)")
   return summary
-

@@ -1,25 +1,63 @@
-"""The synthetic language and its tasks: determinism, families, disjoint splits, solvability."""
+"""The embedded tasks: pinned examples, versioned names, families, disjoint splits, solvability."""
 
 from __future__ import annotations
 
 import collections
+import hashlib
 
-import numpy as np
 import pytest
 
-from spot_jax.data import synthetic, synthetic_tasks as st
+from spot_jax.embedded import language as synthetic
+from spot_jax.embedded import tasks as st
+from spot_jax.errors import SpotError
 
 N = 300  # examples per task and split in these checks
+
+# sha256[:12] of examples 0-2 of each split ("idx<TAB>inputs<TAB>targets" lines), computed on the
+# code before the embedded package existed (spot_jax/data/synthetic_tasks.py, universe v2): a
+# change here is a new universe, and bumps tasks.UNIVERSE_VERSION.
+PINNED = {
+    "sent_opinion": "397f7d49c47b", "sent_review": "67a675bc06f6", "sent_rating": "46d579877c6c",
+    "nli_location": "d1dfe61b94c7", "nli_possession": "5f3b3d2813e0", "nli_mixed": "d19bfee692c4",
+    "para_pair": "d3cc38819b92", "para_story": "0a6d2d888f7d", "para_sts": "2b67d366bb0d",
+    "qa_where": "acdfa8ec4a9f", "qa_what": "7026ef70f815", "mc_usage": "30a9e86c721c",
+    "mc_domain": "9b29f99efe9c", "cola_order": "a49cd25a6dad", "cola_missing": "777d9a4582dc",
+    "wsd_sense": "f3cf9da47214", "sent_mood": "ae2ef9f7206b", "sent_story": "16fe59a4af79",
+    "nli_cb": "4ea0a5c3fa91", "nli_rte": "d78bbd1e9b0c", "para_mrpc": "157b254a22fb",
+    "para_sts_small": "de316e993961", "qa_who": "0175235682fb", "mc_copa": "3041d49bd023",
+    "cola_judge": "2fef2495d9ba", "wsd_wic": "22a16a3a8dc9"}
+PINNED_DRILLS = "cea5f5757052"  # drills 0-1 of every source task, task-major
+
+
+def _digest(rows) -> str:
+  text = "\n".join(f"{r['idx']}\t{r['inputs']}\t{r['targets']}" for r in rows)
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def test_examples_are_the_pinned_ones():
+  got = {name.removeprefix("synthetic_").removesuffix(f"_v{st.UNIVERSE_VERSION}"):
+         _digest([st.example(name, split, i) for split in st.SPLITS for i in range(3)])
+         for name in st.TASKS}
+  assert got == PINNED
+  assert _digest([st.drill(n, i) for n in st.SOURCE_TASKS for i in range(2)]) == PINNED_DRILLS
 
 
 def test_generator_is_deterministic_for_a_seed():
   for name in st.TASKS:
     assert st.example(name, "train", 7) == st.example(name, "train", 7)
-  assert st.example("synthetic_nli_mixed", "train", 3, seed=1) != st.example(
-      "synthetic_nli_mixed", "train", 3, seed=0)
-  assert synthetic.corpus_document(0, 5) == synthetic.corpus_document(0, 5)
-  assert synthetic.corpus_document(0, 5) != synthetic.corpus_document(1, 5)
-  assert synthetic.lexicon(0) == synthetic.lexicon(0) and synthetic.lexicon(0) != synthetic.lexicon(1)
+  name = st.task_name("nli_mixed")
+  assert st.example(name, "train", 3, seed=1) != st.example(name, "train", 3, seed=0)
+
+
+def test_names_carry_the_universe_version():
+  assert st.UNIVERSE_VERSION == 2
+  assert all(n.startswith("synthetic_") and n.endswith("_v2") for n in st.TASKS)
+  assert st.task_name("sent_mood") == "synthetic_sent_mood_v2" in st.TARGET_TASKS
+  assert st.SOURCES_MIXTURE == "synthetic_sources_v2"
+  assert st.resolve(["synthetic_nli_cb_v2", "synthetic_nli_cb"]) == ("synthetic_nli_cb_v2",) * 2
+  with pytest.raises(SpotError, match=r"unknown embedded task\(s\) synthetic_nli_cb_v1, nope; "
+                     r"known \(universe v2\): synthetic_sent_opinion_v2, .*synthetic_wsd_wic_v2$"):
+    st.resolve(["synthetic_nli_cb_v1", "synthetic_sent_mood", "nope"])
 
 
 def test_universe_shape_matches_table_2():
@@ -31,7 +69,6 @@ def test_universe_shape_matches_table_2():
   # every target has related sources: its family has at least one source task
   assert {t.family for t in targets} <= {t.family for t in sources}
   assert any(t.kind == "regression" for t in sources)
-  assert all(n.startswith("synthetic_") for n in st.TASKS)
   assert sum(len(v) for v in st.families().values()) == len(st.TASKS)
 
 
@@ -82,27 +119,13 @@ def test_target_label_words_are_words_pretraining_produces():
     assert words <= produced, f"{name}: {words - produced} never produced in pretraining"
 
 
-def test_skills_hold_on_hand_written_cases():
-  g = synthetic._Gen(synthetic.lexicon(), np.random.default_rng(0))
-  lex = synthetic.lexicon()
-  good, bad = lex.positive[0][0], lex.negative[0][0]
-  # a negated positive adjective is negative; synonyms swap both ways
-  for _ in range(50):
-    text, positive = g.feeling("kavo")
-    adjective = text.split()[-2]
-    polar = any(adjective in pair for pair in lex.positive)
-    assert positive == (polar != (" not " in text))
-  swapped = synthetic._synonym_swap(g, f"kavo thinks the x is {good} .")
-  assert swapped.split()[-2] == lex.positive[0][1] and bad not in swapped
-
-
 def test_drills_are_source_train_inputs_with_the_generators_label_names(samples):
   for name in st.SOURCE_TASKS:
     spec = st.TASKS[name]
     drills = [st.drill(name, i) for i in range(100)]
     held_out = {e["inputs"] for split in ("validation", "test") for e in samples[name][split]}
     assert not held_out & {d["inputs"] for d in drills}, name
-    assert all(st._split_of(d["inputs"]) == "train" for d in drills)
+    assert all(synthetic.split_of(d["inputs"]) == "train" for d in drills)
     if spec.verbalizer:  # label names, not the task's label words (except where they coincide)
       assert {d["targets"] for d in drills} <= set(spec.verbalizer), name
   for name in st.TARGET_TASKS:
@@ -142,12 +165,12 @@ def _places():
 
 
 def test_nli_labels_follow_domain_and_negation(samples):
-  for name in ("synthetic_nli_location", "synthetic_nli_possession", "synthetic_nli_mixed",
-               "synthetic_nli_cb"):
+  for name in ("synthetic_nli_location_v2", "synthetic_nli_possession_v2", "synthetic_nli_mixed_v2",
+               "synthetic_nli_cb_v2"):
     for e in samples[name]["validation"]:
       text = e["inputs"].replace("nli premise:", "premise:")
       assert _solve_nli(text) == e["targets"], (name, e)
-  for e in samples["synthetic_nli_rte"]["validation"]:
+  for e in samples["synthetic_nli_rte_v2"]["validation"]:
     text = e["inputs"].replace("sentence1:", "premise:").replace(" sentence2:", " hypothesis:")
     assert (_solve_nli(text) == "entailment") == (e["targets"] == "entailment"), e
 
@@ -163,16 +186,16 @@ def _fits(sentences: str) -> bool:
 
 
 def test_paraphrase_labels_follow_whether_every_concept_still_fits(samples):
-  markers = {"synthetic_para_pair": ("sentence1:", "sentence2:"),
-             "synthetic_para_mrpc": ("first:", "second:"),
-             "synthetic_para_story": ("story1:", "story2:")}
+  markers = {"synthetic_para_pair_v2": ("sentence1:", "sentence2:"),
+             "synthetic_para_mrpc_v2": ("first:", "second:"),
+             "synthetic_para_story_v2": ("story1:", "story2:")}
   for name, (a, b) in markers.items():
     for e in samples[name]["validation"]:
       first, second = e["inputs"].removeprefix(a + " ").split(f" {b} ")
       same = e["targets"] in ("duplicate", "equivalent")
       assert _fits(first) and _fits(first + " " + second) == same, (name, e)
-  for name, (a, b) in {"synthetic_para_sts": ("text1:", "text2:"),
-                       "synthetic_para_sts_small": ("a:", "b:")}.items():
+  for name, (a, b) in {"synthetic_para_sts_v2": ("text1:", "text2:"),
+                       "synthetic_para_sts_small_v2": ("a:", "b:")}.items():
     for e in samples[name]["validation"]:
       first, second = e["inputs"].removeprefix(a + " ").split(f" {b} ")
       pairs = zip(_sentences(first), _sentences(second))
@@ -182,14 +205,15 @@ def test_paraphrase_labels_follow_whether_every_concept_still_fits(samples):
 
 def test_qa_answers_are_the_one_candidate_of_the_asked_domain(samples):
   lex, domain_of = _domains()
-  for e in samples["synthetic_qa_where"]["validation"] + samples["synthetic_qa_what"]["validation"]:
+  for e in (samples["synthetic_qa_where_v2"]["validation"]
+            + samples["synthetic_qa_what_v2"]["validation"]):
     question, context = e["inputs"].split(" context: ")
     asked = lex.domains.index(question.split()[question.split().index("a") + 1])
     wants_place = question.startswith("question: where")
     candidates = {w for w in context.split() if w in domain_of and domain_of[w] == asked
                   and (w in _places()) == wants_place}
     assert candidates == {e["targets"]}, e
-  for e in samples["synthetic_qa_who"]["validation"]:
+  for e in samples["synthetic_qa_who_v2"]["validation"]:
     question, context = e["inputs"].split(" context: ")
     asked = lex.domains.index(question.split()[question.split().index("a") + 1])
     who = [s[0] for s in _sentences(context) if s[1:4] == ["is", "in", "the"]
