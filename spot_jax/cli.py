@@ -131,7 +131,7 @@ def _library(path: Optional[str]):
   from spot_jax.library.store import PromptLibrary
   if path is not None:
     return PromptLibrary(path)
-  from spot_jax.library.released import released_library
+  from spot_jax.embedded.released import released_library
   return released_library()
 
 

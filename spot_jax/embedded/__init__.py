@@ -29,6 +29,8 @@ VOCABULARY = ROOT / "sentencepiece.model"
 RECORD = ROOT / "pretrain.json"
 MODEL_CONFIG = "t5_1_1_embedded"
 EXTRA_IDS = 100
+# How a library identity names this vocabulary (ModelIdentity.vocabulary).
+VOCABULARY_ID = "spot_jax/embedded"
 
 
 def _require(path: pathlib.Path) -> pathlib.Path:

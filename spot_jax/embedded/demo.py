@@ -45,7 +45,7 @@ def study(out: str, *, sources: Sequence[str], targets: Sequence[str], seeds: Se
   spec = Study(sources=sources, targets=targets, seeds=tuple(seeds),
                source_steps=source_steps, top_k=min(top_k, len(sources)), metric=metric,
                families=families, mixture=mixture, embedding_seeds=tuple(embedding_seeds))
-  return run_study(embedded_tuner(protocol), spec, out, vocabulary="spot_jax/embedded",
+  return run_study(embedded_tuner(protocol), spec, out, vocabulary=embedded.VOCABULARY_ID,
                    reverse=reverse)
 
 

@@ -3,7 +3,7 @@ embeddings, so retrieval and SPoT on the embedded universe work on a fresh insta
 a single source.
 
   spot_jax/embedded/library/   a PromptLibrary (store.py format, with its index) holding, for each
-                               of spot_jax.data.synthetic_tasks.SOURCE_TASKS, run "seed0" (source
+                               of spot_jax.embedded.tasks.SOURCE_TASKS, run "seed0" (source
                                prompt + task embedding) and runs "seed1", "seed2" (task embeddings
                                from those inits), tuned with the demo protocol by
                                tools/release_library.py
@@ -18,9 +18,8 @@ import pathlib
 
 from spot_jax.library.store import LIBRARY_FILE, LibraryError, PromptLibrary
 
-PATH = pathlib.Path(__file__).resolve().parents[1] / "embedded" / "library"
+PATH = pathlib.Path(__file__).resolve().parent / "library"
 RUNS = ("seed0", "seed1", "seed2")  # the embedding seeds 0, 1, 2; seed0 also holds source prompts
-VOCABULARY = "spot_jax/embedded"  # the identity's vocabulary, as spot_jax.demo records it
 
 
 def released_library() -> PromptLibrary:

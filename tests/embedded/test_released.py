@@ -10,10 +10,10 @@ import pytest
 
 from spot_jax import cli, embedded
 from spot_jax.checkpoints import load_checkpoint
-from spot_jax.data import synthetic_tasks
-from spot_jax.demo import DEMO_PROTOCOL
+from spot_jax.embedded import tasks as synthetic_tasks
+from spot_jax.embedded.protocol import DEMO_PROTOCOL
 from spot_jax.library import retrieval
-from spot_jax.library.released import PATH, RUNS, released_library
+from spot_jax.embedded.released import PATH, RUNS, released_library
 from spot_jax.peft import load_prompt_file, save_prompt_file
 from spot_jax.train.exports import params_checksum
 
