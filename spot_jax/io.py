@@ -25,6 +25,13 @@ def is_local(path: str | epath.PathLike) -> bool:
   return "://" not in os.fspath(path)
 
 
+def absolute(path: str | epath.PathLike) -> epath.Path:
+  """`path` made absolute if it is local (orbax refuses relative checkpoint paths); a remote path
+  (gs://...) as it is."""
+  path = epath.Path(path)
+  return path.absolute() if is_local(path) else path
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | epath.PathLike, *, overwrite: bool = False,
                      exists_error: Optional[Exception] = None) -> Iterator[epath.Path]:

@@ -101,7 +101,8 @@ def test_retrieve_ranks_a_library_and_compares_one_run_when_asked(tmp_path, caps
   assert "no task embedding of run seed2" in capsys.readouterr().err
 
 
-def test_library_add_of_an_export_prompt_output_then_list_retrieve_export_remove(tmp_path, capsys):
+def test_library_add_of_an_export_prompt_output_then_list_retrieve_export_remove(tmp_path, capsys,
+                                                                                monkeypatch):
   # A tiny training run (tests/train/toy_run.gin, 10 steps): checkpoints at steps 0 and 10.
   from spot_jax.library.store import PromptLibrary
   from spot_jax.train.exports import read_export
@@ -109,7 +110,8 @@ def test_library_add_of_an_export_prompt_output_then_list_retrieve_export_remove
   run = tmp_path / "run"
   assert cli.main(["train", "--module", "toy_task", f"--gin_file={toy_gin}",
                    f"--gin.MODEL_DIR='{run}'", "--gin.train.num_train_steps=10"]) == 0
-  assert cli.main(["export-prompt", str(run), str(tmp_path / "p10.npy")]) == 0
+  monkeypatch.chdir(tmp_path)  # relative paths, as a user types them (orbax wants absolute ones)
+  assert cli.main(["export-prompt", "run", "p10.npy"]) == 0
   prompt, sidecar = read_export(tmp_path / "p10.npy")
   assert sidecar["kind"] == "checkpoint_prompt" and sidecar["task"] == "spot_toy_contains_a"
   lib = str(tmp_path / "lib")

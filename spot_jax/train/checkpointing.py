@@ -15,6 +15,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from spot_jax.io import absolute
 from spot_jax.train.state import TrainState
 
 
@@ -22,7 +23,7 @@ class Checkpointer:
   def __init__(self, directory: str | epath.PathLike, *, keep: Optional[int] = 3):
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=False)
-    self.manager = ocp.CheckpointManager(epath.Path(directory), options=options)
+    self.manager = ocp.CheckpointManager(absolute(directory), options=options)
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -50,7 +51,7 @@ def export_checkpoint_prompt(model_dir: str | epath.PathLike, output: str | epat
   """Writes the prompt of a training checkpoint (default: the latest) as .npy + .json sidecar."""
   from spot_jax.errors import SpotError
   from spot_jax.train.exports import run_info, write_prompt
-  directory = epath.Path(model_dir) / "checkpoints"
+  directory = absolute(model_dir) / "checkpoints"
   if not directory.exists():
     raise SpotError(f"{model_dir} has no checkpoints/ directory; pass the MODEL_DIR of a train run")
   manager = ocp.CheckpointManager(directory)
