@@ -22,5 +22,5 @@ def adafactor(*, learning_rate: float = 0.3, weight_decay: Optional[float] = 1e-
 
 
 def adam(*, learning_rate: float = 0.1, weight_decay: float = 0.0) -> optax.GradientTransformation:
-  """AdamW; at small scale lr 0.1 trained prompts more reliably than Adafactor (DESIGN.md)."""
+  """AdamW; at small scale lr 0.1 trained prompts more reliably than Adafactor (docs/embedded_model.md)."""
   return optax.adamw(learning_rate=learning_rate, weight_decay=weight_decay)
