@@ -3,15 +3,12 @@
 import json
 
 import numpy as np
+import peft  # the test extra: the HF PEFT reference
 import pytest
+import torch
+from hf_reference import hf_logits, make_hf_model, random_batch, to_ours
 
-peft = pytest.importorskip("peft")
-pytest.importorskip("transformers")
-torch = pytest.importorskip("torch")
-
-from hf_reference import hf_logits, make_hf_model, random_batch, to_ours  # noqa: E402
-
-from spot_jax.library.peft_export import (CONFIG_FILE, WEIGHTS_FILE, export_peft,  # noqa: E402
+from spot_jax.library.peft_export import (CONFIG_FILE, WEIGHTS_FILE, export_peft,
                                           export_peft_for_config)
 from spot_jax.peft import PromptError  # noqa: E402
 
