@@ -84,11 +84,11 @@ def run_smoke(*, checkpoint: Optional[str] = None, config_name: Optional[str] = 
       f"emb {config.emb_dim}, vocab {config.vocab_size}; inputs {inputs.shape} + prompt {prompt.shape}")
 
   rank = timed("rank classification", decoding.rank_classification, params, inputs, labels,
-               config=config, prefix=prompt)
+               config=config, peft={"prompt": prompt})
   greedy = timed("greedy decode", decoding.greedy_decode, params, inputs, config=config,
-                 max_decode_len=max_decode_len, prefix=prompt)
+                 max_decode_len=max_decode_len, peft={"prompt": prompt})
   beams = timed("beam search", decoding.beam_search, params, inputs, config=config,
-                beam_size=beam_size, max_decode_len=max_decode_len, prefix=prompt)
+                beam_size=beam_size, max_decode_len=max_decode_len, peft={"prompt": prompt})
   decode = lambda ids: vocab.decode([int(i) for i in ids if i > 1])  # noqa: E731 (drop pad/EOS)
   result = SmokeResult(
       config_name=config.name, greedy=[decode(g) for g in np.asarray(greedy)],

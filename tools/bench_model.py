@@ -90,7 +90,7 @@ def make_loss(cfg: T5Config) -> Callable:
 
   def loss(prefix: jax.Array, params: Any, inputs: jax.Array, dec_inputs: jax.Array,
            targets: jax.Array) -> jax.Array:
-    logits = model.apply({"params": params}, inputs, dec_inputs, prefix=prefix, deterministic=True)
+    logits = model.apply({"params": params}, inputs, dec_inputs, peft={"prompt": prefix}, deterministic=True)
     logp = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.take_along_axis(logp, targets[..., None], axis=-1).mean()
 

@@ -2,14 +2,15 @@
 rank classification.
 
 All functions are jitted with the model config static, take the parameter tree and token arrays
-(0 = padding, 1 = EOS, decoding starts from token 0) and an optional soft-prompt prefix [P, E] or
-[B, P, E] that is prepended to the encoder inputs.
+(0 = padding, 1 = EOS, decoding starts from token 0) and the optional parameter-efficient tree
+`peft` the model takes (spot_jax.model.t5: a prompt [P, E] or [B, P, E], per-layer prefixes,
+adapters); the KV cache holds the decoded tokens' keys and values, prefixes are prepended per step.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Any, Optional
 
 import flax
 import jax
@@ -19,6 +20,7 @@ from spot_jax.model.config import T5Config
 from spot_jax.model.t5 import T5
 
 Array = jax.Array
+Peft = Optional[dict[str, Any]]
 EOS_ID = 1
 
 
@@ -27,24 +29,24 @@ def shift_right(targets: Array) -> Array:
   return jnp.pad(targets, ((0, 0), (1, 0)))[:, :-1]
 
 
-def _start(config: T5Config, params, input_tokens: Array, prefix: Optional[Array],
+def _start(config: T5Config, params, input_tokens: Array, peft: Peft,
            max_decode_len: int, repeat: int = 1):
   """Encodes once, repeats each example `repeat` times (beams), builds the decoding cache."""
   model = T5(config)
-  encoded, mask = model.apply({"params": params}, input_tokens, prefix=prefix, method=T5.encode)
+  encoded, mask = model.apply({"params": params}, input_tokens, peft=peft, method=T5.encode)
   if repeat > 1:  # [B, S, E] -> [B*K, S, E], example-major
     encoded, mask = jnp.repeat(encoded, repeat, axis=0), jnp.repeat(mask, repeat, axis=0)
   cache = model.apply({"params": params}, encoded, max_decode_len, method=T5.init_cache)
-  step = functools.partial(model.apply, {"params": params}, mask, method=T5.decode_step)
+  step = functools.partial(model.apply, {"params": params}, mask, method=T5.decode_step, peft=peft)
   return step, cache
 
 
 @functools.partial(jax.jit, static_argnames=("config", "max_decode_len", "eos_id"))
 def greedy_decode(params, input_tokens: Array, *, config: T5Config, max_decode_len: int,
-                  prefix: Optional[Array] = None, eos_id: int = EOS_ID) -> Array:
+                  peft: Peft = None, eos_id: int = EOS_ID) -> Array:
   """Argmax decoding: [B, T] inputs -> [B, max_decode_len] tokens, padded with 0 after EOS."""
   batch = input_tokens.shape[0]
-  step, cache = _start(config, params, input_tokens, prefix, max_decode_len)
+  step, cache = _start(config, params, input_tokens, peft, max_decode_len)
 
   def cond(state):
     i, _, _, finished, _ = state
@@ -69,7 +71,7 @@ class BeamSearchResult:
 
 @functools.partial(jax.jit, static_argnames=("config", "beam_size", "max_decode_len", "eos_id"))
 def beam_search(params, input_tokens: Array, *, config: T5Config, beam_size: int,
-                max_decode_len: int, prefix: Optional[Array] = None,
+                max_decode_len: int, peft: Peft = None,
                 eos_id: int = EOS_ID) -> BeamSearchResult:
   """Beam search scored by the total log-probability of each sequence (no length penalty).
 
@@ -78,7 +80,7 @@ def beam_search(params, input_tokens: Array, *, config: T5Config, beam_size: int
   With beam_size=1 this is exactly greedy decoding.
   """
   batch, k = input_tokens.shape[0], beam_size
-  step, cache = _start(config, params, input_tokens, prefix, max_decode_len, repeat=k)
+  step, cache = _start(config, params, input_tokens, peft, max_decode_len, repeat=k)
   neg_inf = jnp.float32(-jnp.inf)
 
   def body(i, state):
@@ -107,9 +109,9 @@ def beam_search(params, input_tokens: Array, *, config: T5Config, beam_size: int
 
 @functools.partial(jax.jit, static_argnames=("config",))
 def score_targets(params, input_tokens: Array, target_tokens: Array, *, config: T5Config,
-                  prefix: Optional[Array] = None) -> Array:
+                  peft: Peft = None) -> Array:
   """Log-likelihood of each target sequence: [B, T_in], [B, T_out] -> [B] (padding ignored)."""
-  logits = T5(config).apply({"params": params}, input_tokens, shift_right(target_tokens), prefix=prefix)
+  logits = T5(config).apply({"params": params}, input_tokens, shift_right(target_tokens), peft=peft)
   return _sum_log_likelihood(logits, target_tokens)
 
 
@@ -121,7 +123,7 @@ def _sum_log_likelihood(logits: Array, targets: Array) -> Array:
 
 @functools.partial(jax.jit, static_argnames=("config",))
 def rank_classification(params, input_tokens: Array, candidates: Array, *, config: T5Config,
-                        prefix: Optional[Array] = None) -> Array:
+                        peft: Peft = None) -> Array:
   """Log-likelihood of every candidate target for every input; argmax is the prediction.
 
   input_tokens [B, T_in]; candidates [C, T_out] (shared label words) or [B, C, T_out].
@@ -132,8 +134,9 @@ def rank_classification(params, input_tokens: Array, candidates: Array, *, confi
   if candidates.ndim == 2:
     candidates = jnp.broadcast_to(candidates[None], (batch,) + candidates.shape)
   num = candidates.shape[1]
-  encoded, mask = model.apply({"params": params}, input_tokens, prefix=prefix, method=T5.encode)
+  encoded, mask = model.apply({"params": params}, input_tokens, peft=peft, method=T5.encode)
   encoded, mask = jnp.repeat(encoded, num, axis=0), jnp.repeat(mask, num, axis=0)  # [B*C, S, E]
   targets = candidates.reshape(batch * num, -1)
-  logits = model.apply({"params": params}, encoded, mask, shift_right(targets), method=T5.decode)
+  logits = model.apply({"params": params}, encoded, mask, shift_right(targets), peft=peft,
+                       method=T5.decode)
   return _sum_log_likelihood(logits, targets).reshape(batch, num)

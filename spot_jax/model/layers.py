@@ -161,21 +161,49 @@ class MultiHeadAttention(nn.Module):
 
   def __call__(self, inputs_q: Array, biases: Sequence[Array], *,
                inputs_kv: Optional[Array] = None, kv: Optional[tuple[Array, Array]] = None,
+               prefix_kv: Optional[tuple[Array, Array]] = None,
                deterministic: bool = True) -> Array:
     """Attends `inputs_q` [B, T, E] to `inputs_kv` [B, S, E] (or precomputed `kv`).
 
     `biases` (relative positions [1, H, T, S], masks [B, 1, 1 or T, S]) broadcast to [B, H, T, S];
     they are added here, inside the fused softmax, so no [B, H, T, S] bias is ever stored.
+    `prefix_kv` (prefix tuning): keys and values [P, H, D] (or [B, P, H, D]) put in front of the
+    keys and values; every query attends to them, with no mask and no relative-position bias.
     """
     cfg = self.config
     q = self._split_heads(self.query(inputs_q))  # [B, T, H, D]
     k, v = kv if kv is not None else self.project_kv(inputs_kv)  # [B, S, H, D]
+    if prefix_kv is not None:
+      k, v, biases = prepend_kv(k, v, biases, prefix_kv)
     logits_dtype = jnp.float32 if cfg.float32_attention_logits else q.dtype
     logits = jnp.einsum("bthd,bshd->bhts", q.astype(logits_dtype), k.astype(logits_dtype))
     weights = jax.nn.softmax(sum(biases, logits.astype(jnp.float32)), axis=-1)
     weights = self.dropout(weights, deterministic=deterministic).astype(v.dtype)
     y = jnp.einsum("bhts,bshd->bthd", weights, v)  # [B, T, H, D]
     return self.out(y.reshape(y.shape[:2] + (-1,)))  # [B, T, H*D] -> [B, T, E]
+
+
+def prepend_kv(k: Array, v: Array, biases: Sequence[Array], prefix_kv: tuple[Array, Array]
+               ) -> tuple[Array, Array, list[Array]]:
+  """Keys/values [B, S, H, D] -> [B, P+S, H, D] with the prefix first; biases [..., S] get P
+  leading zeros (attended, no position bias)."""
+  batch = k.shape[0]
+  pk, pv = (jnp.broadcast_to(p, (batch,) + p.shape[-3:]).astype(k.dtype) for p in prefix_kv)
+  length = pk.shape[1]
+  biases = [jnp.pad(b, [(0, 0)] * (b.ndim - 1) + [(length, 0)]) for b in biases]
+  return jnp.concatenate([pk, k], axis=1), jnp.concatenate([pv, v], axis=1), biases
+
+
+def adapter(h: Array, params: Optional[dict[str, Array]]) -> Array:
+  """Houlsby bottleneck adapter on a sublayer output [B, T, E]: h + relu(h W_down + b) W_up + c.
+
+  params {"down" [E, M], "down_bias" [M], "up" [M, E], "up_bias" [E]}; None is the identity. With
+  W_up and c zero (their initial values) the output is h exactly.
+  """
+  if params is None:
+    return h
+  z = jax.nn.relu(jnp.dot(h, params["down"].astype(h.dtype)) + params["down_bias"].astype(h.dtype))
+  return h + (jnp.dot(z, params["up"].astype(h.dtype)) + params["up_bias"].astype(h.dtype))
 
 
 class MlpBlock(nn.Module):

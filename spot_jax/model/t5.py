@@ -6,8 +6,15 @@ encoder_norm}; decoder/{relpos_bias, layers_i/{pre_self_attention_layer_norm, se
 pre_cross_attention_layer_norm, encoder_decoder_attention, pre_mlp_layer_norm, mlp}, decoder_norm,
 logits_dense (untied models only)}.
 
-The encoder takes an optional embedding prefix (the soft prompt hook): it is prepended to the embedded
-inputs before dropout and the attention mask is extended with ones, so the decoder attends to it.
+Parameter-efficient tuning enters as arguments, never as mutable state: `peft`, a tree of arrays
+(spot_jax.peft.trees builds it from a run's trainable tree) with any of
+  prompt    [P, E] or [B, P, E]: prepended to the embedded encoder inputs before dropout (prompt
+            tuning); the attention mask is extended with ones, so the decoder attends to it too;
+  prefix    {"encoder" | "decoder" | "cross": {"key", "value": [L, P, H, D]}}: per-layer keys and
+            values in front of encoder self-, decoder self- and cross-attention (prefix tuning);
+  adapters  {"encoder" | "decoder": {"attention" | "mlp": {"down" [L, E, M], "down_bias" [L, M],
+            "up" [L, M, E], "up_bias" [L, E]}}}: Houlsby adapters after each layer's (self-)attention
+            and MLP.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ import numpy as np
 
 from spot_jax.model.config import T5Config
 from spot_jax.model.layers import (Dense, Embed, MlpBlock, MultiHeadAttention, RelativePositionBias,
-                                   RMSNorm, mask_to_bias, residual_dropout)
+                                   RMSNorm, adapter, mask_to_bias, residual_dropout)
 
 Array = jax.Array
+Peft = Optional[dict[str, Any]]  # the tree described in the module docstring
+KV = Optional[tuple[Array, Array]]
 # {"self": [{"key": [B, L, H, D], "value": [B, L, H, D]}] * layers, "cross": [(k, v) [B, S, H, D]] * layers}
 Cache = dict[str, Any]
 
@@ -39,13 +48,27 @@ class EncoderLayer(nn.Module):
     self.mlp = MlpBlock(cfg)
     self.dropout = residual_dropout(cfg)
 
-  def __call__(self, x: Array, biases: tuple[Array, ...], deterministic: bool) -> Array:
+  def __call__(self, x: Array, biases: tuple[Array, ...], deterministic: bool, *,
+               prefix_kv: KV = None, adapters: Optional[dict] = None) -> Array:
     # [B, T, E] -> [B, T, E]
+    adapters = adapters or {}
     h = self.pre_attention_layer_norm(x)
-    x = x + self.dropout(self.attention(h, biases, inputs_kv=h, deterministic=deterministic),
-                         deterministic=deterministic)
+    h = self.attention(h, biases, inputs_kv=h, prefix_kv=prefix_kv, deterministic=deterministic)
+    x = x + self.dropout(adapter(h, adapters.get("attention")), deterministic=deterministic)
     h = self.mlp(self.pre_mlp_layer_norm(x), deterministic=deterministic)
-    return x + self.dropout(h, deterministic=deterministic)
+    return x + self.dropout(adapter(h, adapters.get("mlp")), deterministic=deterministic)
+
+
+def layer_prefix(peft: Peft, group: str, i: int) -> KV:
+  """Layer i's prefix keys and values of `group` (encoder, decoder or cross), or None."""
+  prefix = (peft or {}).get("prefix") or {}
+  return (prefix[group]["key"][i], prefix[group]["value"][i]) if group in prefix else None
+
+
+def layer_adapters(peft: Peft, stack: str, i: int) -> Optional[dict]:
+  """Layer i's adapters of `stack` (encoder or decoder), or None."""
+  tree = ((peft or {}).get("adapters") or {}).get(stack)
+  return None if tree is None else jax.tree.map(lambda a: a[i], tree)
 
 
 class Encoder(nn.Module):
@@ -59,32 +82,34 @@ class Encoder(nn.Module):
     self.encoder_norm = RMSNorm(cfg)
     self.dropout = residual_dropout(cfg)
 
-  def __call__(self, input_tokens: Array, prefix: Optional[Array] = None,
+  def __call__(self, input_tokens: Array, peft: Peft = None,
                deterministic: bool = True) -> tuple[Array, Array]:
-    """[B, T] tokens (0 = padding), prefix [B, P, E] or [P, E] -> ([B, P+T, E], mask [B, P+T])."""
+    """[B, T] tokens (0 = padding), prompt [B, P, E] or [P, E] -> ([B, P+T, E], mask [B, P+T])."""
     x = self.embedder(input_tokens)  # [B, T, E]
     mask = input_tokens > 0
-    if prefix is not None:
-      x, mask = prepend_prefix(x, mask, prefix)
+    prompt = (peft or {}).get("prompt")
+    if prompt is not None:
+      x, mask = prepend_prompt(x, mask, prompt)
     x = self.dropout(x, deterministic=deterministic)
     length = x.shape[1]
     biases = (self.relpos_bias(length, length), mask_to_bias(mask[:, None, None, :]))
-    for layer in self.layers:
-      x = layer(x, biases, deterministic)
+    for i, layer in enumerate(self.layers):
+      x = layer(x, biases, deterministic, prefix_kv=layer_prefix(peft, "encoder", i),
+                adapters=layer_adapters(peft, "encoder", i))
     return self.dropout(self.encoder_norm(x), deterministic=deterministic), mask
 
 
-def prepend_prefix(x: Array, mask: Array, prefix: Array) -> tuple[Array, Array]:
-  """Prepends prefix [B, P, E] or [P, E] to x [B, T, E]; mask [B, T] gets P leading ones."""
+def prepend_prompt(x: Array, mask: Array, prompt: Array) -> tuple[Array, Array]:
+  """Prepends prompt [B, P, E] or [P, E] to x [B, T, E]; mask [B, T] gets P leading ones."""
   batch, _, emb = x.shape
-  fits = prefix.shape[-1] == emb and (prefix.ndim == 2 or (prefix.ndim == 3 and prefix.shape[0] == batch))
+  fits = prompt.shape[-1] == emb and (prompt.ndim == 2 or (prompt.ndim == 3 and prompt.shape[0] == batch))
   if not fits:
-    raise ValueError(f"prefix of shape {prefix.shape} does not fit embedded inputs {x.shape}; "
+    raise ValueError(f"prompt of shape {prompt.shape} does not fit embedded inputs {x.shape}; "
                      f"expected [{batch}, P, {emb}] or [P, {emb}]")
-  if prefix.ndim == 2:
-    prefix = jnp.broadcast_to(prefix[None], (batch,) + prefix.shape)
-  x = jnp.concatenate([prefix.astype(x.dtype), x], axis=1)  # [B, P+T, E]
-  mask = jnp.concatenate([jnp.ones(prefix.shape[:2], bool), mask], axis=1)  # [B, P+T]
+  if prompt.ndim == 2:
+    prompt = jnp.broadcast_to(prompt[None], (batch,) + prompt.shape)
+  x = jnp.concatenate([prompt.astype(x.dtype), x], axis=1)  # [B, P+T, E]
+  mask = jnp.concatenate([jnp.ones(prompt.shape[:2], bool), mask], axis=1)  # [B, P+T]
   return x, mask
 
 
@@ -104,11 +129,14 @@ class DecoderLayer(nn.Module):
   def __call__(self, y: Array, self_biases: tuple[Array, ...], cross_biases: tuple[Array, ...], *,
                encoded: Optional[Array],
                cross_kv: Optional[tuple[Array, Array]] = None, cache: Optional[dict] = None,
-               cache_index: Optional[Array] = None, deterministic: bool = True):
+               cache_index: Optional[Array] = None, deterministic: bool = True,
+               self_prefix: KV = None, cross_prefix: KV = None, adapters: Optional[dict] = None):
     """[B, T, E] -> ([B, T, E], updated self-attention cache or None)."""
+    adapters = adapters or {}
     h = self.pre_self_attention_layer_norm(y)
     if cache is None:
-      h = self.self_attention(h, self_biases, inputs_kv=h, deterministic=deterministic)
+      h = self.self_attention(h, self_biases, inputs_kv=h, prefix_kv=self_prefix,
+                              deterministic=deterministic)
     else:  # incremental decoding: write this step's key/value at cache_index, attend to all.
       k_new, v_new = self.self_attention.project_kv(h)  # [B, 1, H, D]
       start = (0, cache_index, 0, 0)
@@ -116,13 +144,14 @@ class DecoderLayer(nn.Module):
                "value": jax.lax.dynamic_update_slice(cache["value"], v_new.astype(cache["value"].dtype),
                                                      start)}
       h = self.self_attention(h, self_biases, kv=(cache["key"], cache["value"]),
-                              deterministic=deterministic)
-    y = y + self.dropout(h, deterministic=deterministic)
+                              prefix_kv=self_prefix, deterministic=deterministic)
+    y = y + self.dropout(adapter(h, adapters.get("attention")), deterministic=deterministic)
     h = self.encoder_decoder_attention(self.pre_cross_attention_layer_norm(y), cross_biases,
-                                       inputs_kv=encoded, kv=cross_kv, deterministic=deterministic)
+                                       inputs_kv=encoded, kv=cross_kv, prefix_kv=cross_prefix,
+                                       deterministic=deterministic)
     y = y + self.dropout(h, deterministic=deterministic)
     h = self.mlp(self.pre_mlp_layer_norm(y), deterministic=deterministic)
-    return y + self.dropout(h, deterministic=deterministic), cache
+    return y + self.dropout(adapter(h, adapters.get("mlp")), deterministic=deterministic), cache
 
 
 class Decoder(nn.Module):
@@ -140,7 +169,7 @@ class Decoder(nn.Module):
 
   def __call__(self, decoder_input_tokens: Array, encoded: Optional[Array], encoder_mask: Array, *,
                cache: Optional[Cache] = None, cache_index: Optional[Array] = None,
-               deterministic: bool = True) -> tuple[Array, Optional[Cache]]:
+               peft: Peft = None, deterministic: bool = True) -> tuple[Array, Optional[Cache]]:
     """Tokens [B, T] -> float32 logits [B, T, V] (and the updated cache when decoding)."""
     cfg = self.config
     y = self.dropout(self.embedder(decoder_input_tokens), deterministic=deterministic)  # [B, T, E]
@@ -158,9 +187,12 @@ class Decoder(nn.Module):
                      mask_to_bias(visible)[None, None, None, :])  # [1, H, 1, L]
       caches, cross = cache["self"], cache["cross"]
     new_caches = []
-    for layer, layer_cache, layer_cross in zip(self.layers, caches, cross):
+    for i, (layer, layer_cache, layer_cross) in enumerate(zip(self.layers, caches, cross)):
       y, layer_cache = layer(y, self_biases, cross_biases, encoded=encoded, cross_kv=layer_cross,
-                             cache=layer_cache, cache_index=cache_index, deterministic=deterministic)
+                             cache=layer_cache, cache_index=cache_index, deterministic=deterministic,
+                             self_prefix=layer_prefix(peft, "decoder", i),
+                             cross_prefix=layer_prefix(peft, "cross", i),
+                             adapters=layer_adapters(peft, "decoder", i))
       new_caches.append(layer_cache)
     y = self.dropout(self.decoder_norm(y), deterministic=deterministic)
     if cfg.logits_via_embedding:
@@ -180,19 +212,20 @@ class T5(nn.Module):
     self.encoder = Encoder(self.config, embedder=self.token_embedder)
     self.decoder = Decoder(self.config, embedder=self.token_embedder)
 
-  def encode(self, input_tokens: Array, *, prefix: Optional[Array] = None,
+  def encode(self, input_tokens: Array, *, peft: Peft = None,
              deterministic: bool = True) -> tuple[Array, Array]:
-    return self.encoder(input_tokens, prefix, deterministic)
+    return self.encoder(input_tokens, peft, deterministic)
 
   def decode(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array, *,
-             deterministic: bool = True) -> Array:
-    return self.decoder(decoder_input_tokens, encoded, encoder_mask, deterministic=deterministic)[0]
+             peft: Peft = None, deterministic: bool = True) -> Array:
+    return self.decoder(decoder_input_tokens, encoded, encoder_mask, peft=peft,
+                        deterministic=deterministic)[0]
 
   def __call__(self, input_tokens: Array, decoder_input_tokens: Array, *,
-               prefix: Optional[Array] = None, deterministic: bool = True) -> Array:
+               peft: Peft = None, deterministic: bool = True) -> Array:
     """Teacher-forced logits [B, T_dec, V] (float32)."""
-    encoded, mask = self.encode(input_tokens, prefix=prefix, deterministic=deterministic)
-    return self.decode(encoded, mask, decoder_input_tokens, deterministic=deterministic)
+    encoded, mask = self.encode(input_tokens, peft=peft, deterministic=deterministic)
+    return self.decode(encoded, mask, decoder_input_tokens, peft=peft, deterministic=deterministic)
 
   def init_cache(self, encoded: Array, max_decode_len: int) -> Cache:
     """Empty self-attention cache for `max_decode_len` steps and the cross-attention keys/values."""
@@ -204,8 +237,9 @@ class T5(nn.Module):
             "cross": [layer.encoder_decoder_attention.project_kv(encoded)
                       for layer in self.decoder.layers]}
 
-  def decode_step(self, encoder_mask: Array, tokens: Array, cache: Cache,
-                  cache_index: Array) -> tuple[Array, Cache]:
+  def decode_step(self, encoder_mask: Array, tokens: Array, cache: Cache, cache_index: Array, *,
+                  peft: Peft = None) -> tuple[Array, Cache]:
     """One decoding step: tokens [B, 1] at position `cache_index` -> (logits [B, V], cache)."""
-    logits, cache = self.decoder(tokens, None, encoder_mask, cache=cache, cache_index=cache_index)
+    logits, cache = self.decoder(tokens, None, encoder_mask, cache=cache, cache_index=cache_index,
+                                 peft=peft)
     return logits[:, 0], cache

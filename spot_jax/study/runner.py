@@ -84,7 +84,7 @@ class Tuner:
       self._validators[task] = Validator(
           task, config=self.config, feature_lengths=self.feature_lengths(task),
           batch_size=self.protocol.eval_batch_size, num_examples=self.protocol.num_eval_examples)
-    return score_of(self._validators[task](self.frozen, jnp.asarray(prompt)))
+    return score_of(self._validators[task](self.frozen, {"prompt": jnp.asarray(prompt)}))
 
   def tune(self, task: str, *, seed: int, init: Optional[np.ndarray] = None,
            steps: Optional[int] = None, eval_steps: Optional[tuple[int, ...]] = None,

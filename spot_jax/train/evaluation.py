@@ -15,6 +15,7 @@ import numpy as np
 from spot_jax.data.autograph import skip_seqio_autograph
 from spot_jax.model import decoding
 from spot_jax.model.config import T5Config
+from spot_jax.peft.trees import model_args
 
 Metrics = dict[str, float]
 
@@ -31,7 +32,8 @@ def _batches(ds, batch_size: int) -> Iterator[tuple[np.ndarray, dict[str, np.nda
 
 
 class Validator:
-  """Evaluates a prompt on a task or mixture split with seqio's metrics."""
+  """Evaluates a trainable tree (a prompt, prefixes, adapters, a tuned model) on a task or mixture
+  split with seqio's metrics."""
 
   def __init__(self, task_name: str, *, config: T5Config, feature_lengths: Mapping[str, int],
                split: str = "validation", batch_size: int = 32,
@@ -46,32 +48,33 @@ class Validator:
         sequence_length=dict(feature_lengths), num_examples=num_examples,
         async_compute_metrics=False, logger_cls=())
 
-  def _predict(self, frozen, prompt) -> Any:
+  def _predict(self, params, peft) -> Any:
     def predict_fn(ds):
       out = []
       for index, features, n in _batches(ds, self.batch_size):
-        tokens = decoding.greedy_decode(frozen, features["encoder_input_tokens"], config=self.config,
-                                        max_decode_len=self.max_decode_len, prefix=prompt)
+        tokens = decoding.greedy_decode(params, features["encoder_input_tokens"], config=self.config,
+                                        max_decode_len=self.max_decode_len, peft=peft)
         out.extend(zip(index.tolist(), np.asarray(jax.device_get(tokens))[:n].tolist()))
       return out
     return predict_fn
 
-  def _score(self, frozen, prompt) -> Any:
+  def _score(self, params, peft) -> Any:
     def score_fn(ds):
       out = []
       for index, features, n in _batches(ds, self.batch_size):
-        scores = decoding.score_targets(frozen, features["encoder_input_tokens"],
+        scores = decoding.score_targets(params, features["encoder_input_tokens"],
                                         features["decoder_target_tokens"], config=self.config,
-                                        prefix=prompt)
+                                        peft=peft)
         out.extend(zip(index.tolist(), np.asarray(jax.device_get(scores))[:n].tolist()))
       return out
     return score_fn
 
-  def __call__(self, frozen, prompt, step: int = -1) -> dict[str, Metrics]:
-    """{task name: {metric: value}} for the prompt [P, E]."""
+  def __call__(self, frozen, trainable: Mapping[str, Any], step: int = -1) -> dict[str, Metrics]:
+    """{task name: {metric: value}} for the trainable tree, e.g. {"prompt": [P, E]}."""
+    params, peft = model_args(trainable, frozen)
     future, _ = self.evaluator.evaluate(compute_metrics=True, step=step,
-                                        predict_fn=self._predict(frozen, prompt),
-                                        score_fn=self._score(frozen, prompt))
+                                        predict_fn=self._predict(params, peft),
+                                        score_fn=self._score(params, peft))
     results = future.result()
     return {task: {k: float(getattr(v, "value", v)) for k, v in metrics.items()}
             for task, metrics in results.items()}

@@ -39,7 +39,7 @@ def evaluate(*, mixture_or_task_name: str, feature_lengths: Mapping[str, int], p
   config, frozen, prompt = _frozen_and_prompt(model_config, initial_checkpoint_path, prompt_file, seed)
   validator = Validator(mixture_or_task_name, config=config, feature_lengths=feature_lengths,
                         split=split, batch_size=batch_size, num_examples=num_examples)
-  metrics = validator(frozen, prompt)
+  metrics = validator(frozen, {"prompt": prompt})
   result = {**metrics, "score": score_of(metrics)}
   print(json.dumps(result, indent=2))
   if output_dir:
@@ -70,7 +70,8 @@ def infer(*, mixture_or_task_name: str, feature_lengths: Mapping[str, int], prom
       inputs = np.zeros((batch_size, length), np.int32)
       n = len(batch["inputs"])
       inputs[:n, :min(length, batch["inputs"].shape[1])] = batch["inputs"][:, :length]
-      tokens = np.asarray(decoding.greedy_decode(frozen, inputs, config=config, prefix=prompt,
+      tokens = np.asarray(decoding.greedy_decode(frozen, inputs, config=config,
+                                                 peft={"prompt": prompt},
                                                  max_decode_len=feature_lengths["targets"]))
       for i in range(n):
         record = {"index": count, "inputs": _text(batch, "inputs", i),

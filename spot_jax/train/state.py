@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-Trainable = dict[str, jax.Array]  # {"prompt": [P, E]}
+Trainable = dict[str, Any]  # {"prompt": [P, E]} or another method's tree (spot_jax.peft.trees)
 
 
 @flax.struct.dataclass

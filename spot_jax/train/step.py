@@ -1,8 +1,9 @@
-"""The prompt-tuning train step: gradient of the loss with respect to the trainable tree only.
+"""The train step of every tuning method: gradient of the loss with respect to the trainable tree.
 
 `train_step(state, frozen, batch)` differentiates `loss_fn` in its first argument (the trainable
-tree); the frozen parameters enter as a plain argument, so no gradient of a frozen weight is ever
-computed and "only the prompt changes" holds by construction.
+tree: a prompt, prefixes, adapters or a full-model copy, spot_jax.peft.trees); the frozen
+parameters enter as a plain argument, so no gradient of a frozen weight is ever computed and "only
+the trainable tree changes" holds by construction.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import optax
 
 from spot_jax.model.config import T5Config
 from spot_jax.model.t5 import T5
+from spot_jax.peft.trees import model_args
 from spot_jax.train.state import TrainState, Trainable
 
 Batch = dict[str, jax.Array]
@@ -44,8 +46,9 @@ def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array,
 def loss_fn(trainable: Trainable, frozen: Any, batch: Batch, dropout_rng: jax.Array, *,
             config: T5Config, z_loss: float = 0.0,
             deterministic: bool = False) -> tuple[jax.Array, Metrics]:
-  logits = T5(config).apply({"params": frozen}, batch["encoder_input_tokens"],
-                            batch["decoder_input_tokens"], prefix=trainable["prompt"],
+  params, peft = model_args(trainable, frozen)
+  logits = T5(config).apply({"params": params}, batch["encoder_input_tokens"],
+                            batch["decoder_input_tokens"], peft=peft,
                             deterministic=deterministic, rngs={"dropout": dropout_rng})
   return cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss)
 

@@ -138,7 +138,7 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
 
   def validate() -> None:
     nonlocal best_score, best_step
-    metrics = validator(frozen, state.trainable["prompt"], step)
+    metrics = validator(frozen, state.trainable, step)
     score = score_of(metrics, best_metric)
     writer.write(step, {**_flat(metrics), "validation/score": score})
     if score > best_score:

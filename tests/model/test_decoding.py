@@ -98,15 +98,15 @@ def test_rank_classification_equals_per_candidate_scoring(hf_and_ours):
   _, config, params = hf_and_ours
   inputs, _ = random_batch(config.vocab_size, seed=9, batch=3, in_len=9)
   candidates = np.array([[5, 6, 1, 0], [7, 1, 0, 0], [8, 9, 10, 1]], np.int32)
-  prefix = jnp.asarray(np.random.RandomState(0).randn(4, config.emb_dim).astype(np.float32))
+  peft = {"prompt": jnp.asarray(np.random.RandomState(0).randn(4, config.emb_dim).astype(np.float32))}
   ranked = np.asarray(decoding.rank_classification(params, inputs, candidates, config=config,
-                                                   prefix=prefix))
+                                                   peft=peft))
   assert ranked.shape == (3, 3)
   for c in range(3):
     targets = np.broadcast_to(candidates[c], (3, 4))
-    direct = decoding.score_targets(params, inputs, targets, config=config, prefix=prefix)
+    direct = decoding.score_targets(params, inputs, targets, config=config, peft=peft)
     np.testing.assert_allclose(ranked[:, c], np.asarray(direct), atol=1e-4)
   per_example = np.broadcast_to(candidates, (3, 3, 4))
   np.testing.assert_allclose(
       np.asarray(decoding.rank_classification(params, inputs, per_example, config=config,
-                                              prefix=prefix)), ranked, atol=1e-5)
+                                              peft=peft)), ranked, atol=1e-5)

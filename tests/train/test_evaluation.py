@@ -16,14 +16,14 @@ def test_score_metrics_receive_target_log_likelihoods():
   prompt = jax.random.normal(jax.random.PRNGKey(3), (6, config.emb_dim))
   validator = Validator(toy_task.SCORED_TASK, config=config, feature_lengths=toy_task.FEATURE_LENGTHS,
                         batch_size=24)  # 64 examples: the last batch is padded
-  metrics = validator(frozen, prompt)
+  metrics = validator(frozen, {"prompt": prompt})
   got = metrics[toy_task.SCORED_TASK]["mean_log_likelihood"]
   ds = converted_dataset(toy_task.SCORED_TASK, split="validation",
                          feature_lengths=toy_task.FEATURE_LENGTHS, shuffle=False, seed=None,
                          num_epochs=1)
   batch = next(ds.batch(1000).as_numpy_iterator())
   direct = decoding.score_targets(frozen, batch["encoder_input_tokens"],
-                                  batch["decoder_target_tokens"], config=config, prefix=prompt)
+                                  batch["decoder_target_tokens"], config=config, peft={"prompt": prompt})
   assert len(direct) == toy_task.SPLITS["validation"]
   assert got == pytest.approx(float(np.mean(direct)), rel=1e-5)
   assert got < 0
