@@ -60,3 +60,26 @@ def test_similarity_vs_transfer_gives_r_p_n_and_the_r_needed():
                                      rel=1e-12)
   assert got["cb"]["n"] == 1 and math.isnan(got["cb"]["r"]) and math.isnan(got["cb"]["critical_r"])
   assert got["wsc"]["n"] == 0
+
+
+def test_average_relative_gain_is_the_mean_of_per_task_relative_gains():
+  # anli: (44 - 40) / 40 * 100 = +10;  emo: (45 - 50) / 50 * 100 = -10;  cb: (90 - 75) / 75 * 100
+  # = +20.  ARG = (10 - 10 + 20) / 3 = 20 / 3 = 6.666...  (baseline's extra task "wiki" ignored)
+  scores = {"anli": 44.0, "emo": 45.0, "cb": 90.0}
+  baseline = {"anli": 40.0, "emo": 50.0, "cb": 75.0, "wiki": 10.0}
+  assert stats.average_relative_gain(scores, baseline) == pytest.approx(20.0 / 3.0, abs=1e-12)
+  # Not the relative gain of the means ((179 - 165) / 165 * 100 = 8.48...): each task weighs the same.
+  assert stats.average_relative_gain(scores, baseline) != pytest.approx(14.0 / 165.0 * 100.0,
+                                                                          abs=1e-3)
+  assert stats.average_relative_gain({"anli": 40.0}, baseline) == 0.0
+
+
+def test_average_relative_gain_errors_name_the_problem():
+  with pytest.raises(stats.StatsError, match="task emo has baseline score 0"):
+    stats.average_relative_gain({"anli": 1.0, "emo": 2.0}, {"anli": 1.0, "emo": 0.0})
+  with pytest.raises(stats.StatsError, match="no baseline score for task\\(s\\) cb, emo"):
+    stats.average_relative_gain({"anli": 1.0, "emo": 2.0, "cb": 3.0}, {"anli": 1.0})
+  with pytest.raises(stats.StatsError, match="at least one task"):
+    stats.average_relative_gain({}, {"anli": 1.0})
+  with pytest.raises(stats.StatsError, match="task anli has a non-finite score"):
+    stats.average_relative_gain({"anli": math.nan}, {"anli": 1.0})
