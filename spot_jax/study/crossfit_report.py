@@ -340,10 +340,7 @@ def arg_figure(arg: Sequence[ArgRow], path: str | epath.PathLike, *,
   ax.set_ylabel("ARG (%)")
   ax.set_title(title)
   ax.legend(title="method", fontsize=8, frameon=False)
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-  fig.clear()
-  return atomic_write(path, buf.getvalue())
+  return figures.save(fig, path, dpi)
 
 
 def write_report(records: Iterable[Record], out_dir: str | epath.PathLike, *,

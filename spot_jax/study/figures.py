@@ -37,7 +37,7 @@ class FigureError(SpotError):
   """Inputs whose shapes or names do not fit the figure."""
 
 
-def _save(fig: mfigure.Figure, path: str | epath.PathLike, dpi: int) -> epath.Path:
+def save(fig: mfigure.Figure, path: str | epath.PathLike, dpi: int) -> epath.Path:
   """Renders `fig` as PNG with Agg and writes it to `path` whole or not at all."""
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
@@ -78,7 +78,7 @@ def transfer_heatmap(sources: Sequence[str], targets: Sequence[str], matrix: np.
   ax.set_ylabel("source task")
   ax.set_title(title)
   fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-  return _save(fig, path, dpi)
+  return save(fig, path, dpi)
 
 
 def _family_colors(families: Mapping[str, str]) -> dict[str, str]:
@@ -144,7 +144,7 @@ def similarity_clustermap(names: Sequence[str], sim_matrix: np.ndarray,
   bar.ax.xaxis.set_ticks_position("top")
   bar.ax.tick_params(labelsize=7)
   fig.suptitle(title)
-  _save(fig, path, dpi)
+  save(fig, path, dpi)
   return order
 
 
@@ -189,4 +189,4 @@ def similarity_vs_transfer(per_target: Mapping[str, tuple[Sequence[float], Seque
     ax.set_visible(False)
   fig.supxlabel("task embedding similarity")
   fig.supylabel("relative error reduction (%)")
-  return _save(fig, path, dpi)
+  return save(fig, path, dpi)

@@ -7,7 +7,12 @@ file, `out_dir/<target>/<source or "baseline">/seed<seed>.json`. A file is writt
 file beside it, then a rename), so a file that exists is a finished cell: an interrupted grid (a
 crash, a preempted VM) resumes by running the same `run_grid` again, and workers that split the
 cells between them (e.g. `todo[i::n]`) can share one `out_dir` on GCS (`gs://...` paths work through
-etils.epath). Two workers on the same cell both compute it; the last write wins.
+etils.epath). Two workers on the same cell both compute it (the last write wins) unless they
+claim cells (`claim=True`): a worker then creates `<cell>.claim` exclusively before computing and
+skips cells another live worker holds, so any number of processes can share one local out_dir.
+
+Any cell type works that has a stable relative path `key` and `fields()` (the JSON fields that
+identify it); `Cell` is the transfer grid's.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
+import os
+import socket
 import sys
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
 from etils import epath
 import tqdm
@@ -28,6 +35,15 @@ from spot_jax.errors import SpotError
 BASELINE = "baseline"
 # Fields every result record carries (the cell's fields and the score run_cell returned).
 CELL_FIELDS = ("target", "source", "seed")
+
+
+class GridCell(Protocol):
+  """What run_grid needs of a cell: where its result lives and the fields that identify it."""
+
+  @property
+  def key(self) -> str: ...
+
+  def fields(self) -> dict[str, Any]: ...
 
 
 class GridError(SpotError):
@@ -107,7 +123,7 @@ def _jsonable(value: Any) -> Any:
   raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _record(cell: Cell, result: Mapping[str, Any]) -> dict[str, Any]:
+def _record(cell: GridCell, result: Mapping[str, Any]) -> dict[str, Any]:
   """run_cell's result with the cell's fields: what the cell's file holds."""
   if not isinstance(result, Mapping) or "score" not in result:
     raise GridError(f"run_cell({cell.key}) must return a mapping with a 'score', got "
@@ -121,8 +137,8 @@ def _record(cell: Cell, result: Mapping[str, Any]) -> dict[str, Any]:
     raise GridError(f"run_cell({cell.key}) returned score {score!r}; it must be a float") from None
   record = dict(result)
   for name, value in cell.fields().items():
-    if name in record and record[name] != value and not (name == "source" and cell.is_baseline
-                                                         and record[name] is None):
+    if name in record and record[name] != value and not (
+        name == "source" and getattr(cell, "is_baseline", False) and record[name] is None):
       raise GridError(f"run_cell({cell.key}) returned {name}={record[name]!r}, not the cell's "
                       f"{value!r}")
     record[name] = value
@@ -135,22 +151,54 @@ def _write_json_atomic(path: epath.Path, record: Mapping[str, Any]) -> None:
   atomic_write(path, json.dumps(record, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
-def _read_record(path: epath.Path) -> dict[str, Any]:
+def _read_record(path: epath.Path, fields: Sequence[str] = CELL_FIELDS) -> dict[str, Any]:
   try:
     record = json.loads(path.read_text())
   except (OSError, ValueError) as e:
     raise GridError(f"cannot read result file {path} ({type(e).__name__}: {e}); delete it to "
                     f"recompute the cell") from e
-  missing = [f for f in CELL_FIELDS + ("score",) if not isinstance(record, dict) or f not in record]
+  missing = [f for f in tuple(fields) + ("score",) if not isinstance(record, dict) or f not in record]
   if missing:
     raise GridError(f"result file {path} lacks {', '.join(missing)}; delete it to recompute the "
                     f"cell")
   return record
 
 
-def run_grid(cells: Sequence[Cell], run_cell: Callable[[Cell], Mapping[str, Any]],
+def _claim(path: epath.Path) -> bool:
+  """Creates `path` exclusively with this process's host:pid; takes over a claim whose process is
+  gone (same host, pid not running). False: another live process holds it."""
+  me = f"{socket.gethostname()}:{os.getpid()}"
+  for _ in range(2):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      try:
+        host, pid = path.read_text().rsplit(":", 1)
+      except (OSError, ValueError):
+        return False  # being written right now
+      if host != socket.gethostname() or _alive(int(pid)):
+        return False
+      path.unlink(missing_ok=True)  # a dead worker's claim
+      continue
+    with os.fdopen(fd, "w") as f:
+      f.write(me)
+    return True
+  return False
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def run_grid(cells: Sequence[GridCell], run_cell: Callable[[Any], Mapping[str, Any]],
              out_dir: str | epath.PathLike, *, progress: bool = True,
-             reverse: bool = False) -> list[dict[str, Any]]:
+             reverse: bool = False, claim: bool = False) -> list[dict[str, Any]]:
   """Runs each cell whose result file is missing; returns every cell's record, in `cells` order.
 
   A cell whose file exists is read, never recomputed. Otherwise `run_cell(cell)` returns a mapping
@@ -161,33 +209,46 @@ def run_grid(cells: Sequence[Cell], run_cell: Callable[[Cell], Mapping[str, Any]
   and skipped (read from disk) counts, the last cell and its score. `reverse` visits the cells last
   to first (records still come back in `cells` order): a second process on the same `out_dir`
   started with it meets the first once, in the middle, instead of computing the cells the first
-  is about to compute.
+  is about to compute. `claim`: skip cells another live process has claimed (their records are
+  then `{}` in the returned list) and claim each cell before computing it; local out_dir only.
   """
   out_dir = epath.Path(out_dir)
   keys = [cell.key for cell in cells]
   if len(set(keys)) != len(keys):
     raise GridError("cells has duplicates; build the grid with spot_jax.study.grid.cells")
   records: list[dict[str, Any]] = [{}] * len(cells)
-  done = skipped = 0
+  done = skipped = elsewhere = 0
   bar = tqdm.tqdm(total=len(cells), desc="grid", unit="cell", file=sys.stderr,
                   disable=not progress, dynamic_ncols=True)
   try:
     for i in reversed(range(len(cells))) if reverse else range(len(cells)):
       cell = cells[i]
       path = out_dir / cell.key
+      fields = cell.fields()
+      lock = path.parent / f"{path.name}.claim"
       if path.exists():
-        record = _read_record(path)
-        if {f: record[f] for f in CELL_FIELDS} != cell.fields():
-          raise GridError(f"result file {path} holds {({f: record[f] for f in CELL_FIELDS})}, not "
-                          f"cell {cell.fields()}; delete it to recompute the cell")
+        record = _read_record(path, list(fields))
+        if {f: record[f] for f in fields} != fields:
+          raise GridError(f"result file {path} holds {({f: record[f] for f in fields})}, not "
+                          f"cell {fields}; delete it to recompute the cell")
         skipped += 1
       else:
-        record = _record(cell, run_cell(cell))
-        _write_json_atomic(path, record)
+        if claim:
+          path.parent.mkdir(parents=True, exist_ok=True)
+          if not _claim(lock):
+            elsewhere += 1
+            bar.update()
+            continue
+        try:
+          record = _record(cell, run_cell(cell))
+          _write_json_atomic(path, record)
+        finally:
+          if claim:
+            lock.unlink(missing_ok=True)
         done += 1
       records[i] = record
-      bar.set_postfix_str(f"done={done} skipped={skipped} {cell.key} score={record['score']:.2f}",
-                          refresh=False)
+      bar.set_postfix_str(f"done={done} skipped={skipped}{f' elsewhere={elsewhere}' if claim else ''}"
+                          f" {cell.key} score={record['score']:.2f}", refresh=False)
       bar.update()
   finally:
     bar.close()

@@ -1,0 +1,362 @@
+"""The CrossFit PEFT study (seed 002, following CrossFit, Ye et al. 2021) as resumable cells.
+
+For each tuning method (prompt, prefix, adapter, full; spot_jax.peft.trees) and upstream strategy:
+  none  the method's default init (the frozen model for full tuning, zero-up adapters, ...);
+  mtl   the trainable tree tuned on an examples-proportional mixture of the upstream tasks'
+        train splits, validated on their dev splits;
+  maml  the same tree meta-trained (spot_jax.train.meta: second-order MAML by default; FOMAML,
+        Reptile) with support batches from an upstream task's train split and query batches
+        from its dev split.
+Upstream keeps its best-dev and its last tree; the seed leaves open which one transfers, so both
+do: downstream upstream names "mtl-best", "mtl-last", "maml-best", "maml-last".
+
+Downstream, every (upstream, method, target, k-shot seed, learning rate, batch size) is one cell:
+tune for `steps` steps, evaluate on the k-shot dev split every `eval_every`, keep the best-dev tree,
+score it on test. crossfit_report selects (lr, batch, step) by dev per (upstream, method, target,
+seed) and computes ARG against full tuning without upstream.
+
+Layout of OUT/: upstream/<upstream>/<method>/{result.json, best.npz, last.npz};
+cells/<upstream>/<method>/<target>/seed<S>_lr<LR>_b<B>.json; results.csv, selected.csv,
+report.md, arg.png. A cell's file exists only when the cell is finished (atomic writes); cells are
+claimed (spot_jax.study.grid) so that several processes can share OUT/; rerunning resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import io
+import sys
+import time
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from etils import epath
+
+from spot_jax.data.pipeline import train_batches
+from spot_jax.errors import SpotError
+from spot_jax.io import atomic_write
+from spot_jax.model.config import T5Config
+from spot_jax.peft import trees
+from spot_jax.study import crossfit_report, grid
+from spot_jax.train import meta, step as train_step_lib
+from spot_jax.train.evaluation import Validator, score_of
+from spot_jax.train.state import TrainState
+
+UPSTREAMS = ("none", "mtl", "maml")
+CHECKPOINTS = ("best", "last")
+
+
+class CrossFitError(SpotError):
+  """A study that cannot run: unknown upstream or method, empty grid, missing upstream tree."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Universe:
+  """Where the study's tasks come from: the embedded universe or the CrossFit Gym."""
+  name: str
+  targets: tuple[str, ...]                 # short target names (the cells' "target")
+  target_task: Callable[[str, int], str]   # (target, k-shot seed) -> registered task
+  upstream_tasks: tuple[str, ...]          # registered k-shot upstream tasks (MAML samples them)
+  upstream_mixture: str                    # examples-proportional mixture of upstream_tasks
+  feature_lengths: Callable[[str], Mapping[str, int]]
+  seeds: tuple[int, ...] = (13, 21, 42, 87, 100)
+
+
+@dataclasses.dataclass(frozen=True)
+class Downstream:
+  """The downstream grid (seed §4.4): lr per method x batch {4, 8}, 1000 steps, dev every 100."""
+  learning_rates: Mapping[str, tuple[float, ...]]
+  batch_sizes: tuple[int, ...] = (4, 8)
+  steps: int = 1000
+  eval_every: int = 100
+  eval_batch_size: int = 64
+  num_test_examples: Optional[int] = None  # None: the whole test split
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+  """Upstream learning per method: MTL (AdamW at `learning_rates[method]`, batch `batch_size`) and
+  MAML (`meta`: algorithm, inner lr/batch, meta-batch; outer AdamW at `learning_rates[method]`),
+  `steps` steps each, the dev mixture scored every `eval_every` steps."""
+  learning_rates: Mapping[str, float]
+  inner_learning_rates: Mapping[str, float]
+  steps: int = 1000
+  batch_size: int = 32
+  eval_every: int = 250
+  meta: meta.MetaConfig = meta.MetaConfig()
+  num_dev_examples: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+  methods: Mapping[str, trees.Method]       # name -> shape of its trainable tree
+  downstream: Downstream
+  upstream: Upstream
+  upstreams: tuple[str, ...] = UPSTREAMS
+  targets: Optional[tuple[str, ...]] = None  # default: the universe's
+  seeds: Optional[tuple[int, ...]] = None    # default: the universe's
+  checkpoints: tuple[str, ...] = CHECKPOINTS  # which upstream trees transfer
+
+  def __post_init__(self):
+    unknown = [u for u in self.upstreams if u not in UPSTREAMS]
+    if unknown:
+      raise CrossFitError(f"unknown upstream {', '.join(unknown)}; choose from {', '.join(UPSTREAMS)}")
+    missing = [m for m in self.methods if m not in self.downstream.learning_rates]
+    if missing:
+      raise CrossFitError(f"no downstream learning rates for method(s) {', '.join(missing)}")
+    bad = [c for c in self.checkpoints if c not in CHECKPOINTS]
+    if bad:
+      raise CrossFitError(f"unknown upstream checkpoint {', '.join(bad)}; choose best and/or last")
+
+
+def _say(message: str) -> None:
+  print(f"spot-jax study crossfit: {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ cells
+
+
+@dataclasses.dataclass(frozen=True)
+class UpstreamCell:
+  upstream: str  # mtl | maml
+  method: str
+
+  @property
+  def key(self) -> str:
+    return f"upstream/{self.upstream}/{self.method}/result.json"
+
+  def fields(self) -> dict[str, Any]:
+    return {"upstream": self.upstream, "method": self.method}
+
+  def tree_path(self, out: epath.Path, checkpoint: str) -> epath.Path:
+    return out / "upstream" / self.upstream / self.method / f"{checkpoint}.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class DownstreamCell:
+  upstream: str  # none | mtl-best | mtl-last | maml-best | maml-last
+  method: str
+  target: str
+  seed: int
+  learning_rate: float
+  batch_size: int
+
+  @property
+  def key(self) -> str:
+    return (f"cells/{self.upstream}/{self.method}/{self.target}/"
+            f"seed{self.seed}_lr{self.learning_rate:g}_b{self.batch_size}.json")
+
+  def fields(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @property
+  def source(self) -> Optional[UpstreamCell]:
+    """The upstream cell whose tree this cell starts from (None: no upstream)."""
+    if self.upstream == "none":
+      return None
+    return UpstreamCell(self.upstream.split("-")[0], self.method)
+
+
+def downstream_cells(study: Study, universe: Universe) -> list[DownstreamCell]:
+  """Every downstream cell, method-major so each method's runs share compiled steps."""
+  targets = study.targets or universe.targets
+  seeds = study.seeds or universe.seeds
+  upstreams = [u if u == "none" else f"{u}-{c}" for u in study.upstreams
+               for c in (("",) if u == "none" else study.checkpoints)]
+  return [DownstreamCell(u, m, t, s, lr, b) for m in study.methods for u in upstreams
+          for t in targets for s in seeds for lr in study.downstream.learning_rates[m]
+          for b in study.downstream.batch_sizes]
+
+
+# ------------------------------------------------------------------------------- tree files
+
+
+def save_tree(path: epath.Path, tree: Mapping) -> None:
+  """A trainable tree as .npz of '/'-joined names, written atomically."""
+  flat = flax.traverse_util.flatten_dict(jax.device_get(dict(tree)), sep="/")
+  buf = io.BytesIO()
+  np.savez(buf, **{k: np.asarray(v, np.float32) for k, v in flat.items()})
+  atomic_write(path, buf.getvalue())
+
+
+def load_tree(path: epath.Path) -> dict[str, Any]:
+  if not path.exists():
+    raise CrossFitError(f"upstream tree {path} does not exist; run the upstream cells first")
+  with np.load(io.BytesIO(path.read_bytes())) as data:
+    flat = {k: jnp.asarray(data[k]) for k in data.files}
+  return flax.traverse_util.unflatten_dict(flat, sep="/")
+
+
+# ------------------------------------------------------------------------------------ tuning
+
+
+class Runner:
+  """Runs cells over one frozen model; compiled steps and validators are built once and shared."""
+
+  # One optimizer object for every learning rate: the rate lives in the optimizer state
+  # (inject_hyperparams), so runs with different rates share one compiled step.
+  optimizer = optax.inject_hyperparams(optax.adamw)(learning_rate=1.0, weight_decay=0.0)
+
+  def __init__(self, config: T5Config, frozen, universe: Universe, study: Study):
+    self.config = config.replace(dropout_rate=0.0)
+    self.frozen = frozen
+    self.universe = universe
+    self.study = study
+    self.step_fn = train_step_lib.jit_train_step(self.config, self.optimizer)
+    self.frozen_params = trees.count_params(frozen)
+    self._validators: dict[tuple[str, str], Validator] = {}
+
+  def init(self, method: str, seed: int) -> dict:
+    return trees.init_trainable(self.study.methods[method], self.config, self.frozen,
+                                jax.random.PRNGKey(seed))
+
+  def state(self, trainable: Mapping, learning_rate: float, seed: int) -> TrainState:
+    state = TrainState.create(dict(trainable), self.optimizer, seed)
+    state.opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    return state
+
+  def score(self, task: str, split: str, trainable: Mapping, num_examples: Optional[int]) -> float:
+    key = (task, split)
+    if key not in self._validators:
+      self._validators[key] = Validator(
+          task, config=self.config, feature_lengths=self.universe.feature_lengths(task), split=split,
+          batch_size=self.study.downstream.eval_batch_size, num_examples=num_examples)
+    return score_of(self._validators[key](self.frozen, trees.materialize(trainable)))
+
+  def tune(self, trainable: Mapping, task: str, *, learning_rate: float, batch_size: int,
+           steps: int, eval_every: int, seed: int, dev_examples: Optional[int] = None
+           ) -> tuple[dict, dict, dict[int, float]]:
+    """(best-dev tree, last tree, {step: dev score}); dev is `task`'s validation split."""
+    state = self.state(trainable, learning_rate, seed)
+    batches = train_batches(task, split="train", feature_lengths=self.universe.feature_lengths(task),
+                            global_batch_size=batch_size, seed=seed)
+    dev: dict[int, float] = {}
+    best, best_score = None, -np.inf
+    for i in range(1, steps + 1):
+      state, metrics = self.step_fn(state, self.frozen, next(batches))
+      if i % eval_every == 0 or i == steps:
+        loss = float(metrics["loss"])
+        if not np.isfinite(loss):
+          raise CrossFitError(f"{task}: loss {loss} at step {i} (learning rate {learning_rate}); "
+                              "lower the learning rate")
+        dev[i] = self.score(task, "validation", state.trainable, dev_examples)
+        if dev[i] > best_score:
+          best, best_score = jax.device_get(state.trainable), dev[i]
+    return best, jax.device_get(state.trainable), dev
+
+  def meta_train(self, trainable: Mapping, *, learning_rate: float, inner_lr: float, seed: int,
+                 steps: int, eval_every: int) -> tuple[dict, dict, dict[int, float]]:
+    """MAML-family upstream: each step samples meta_batch upstream tasks; support from a task's
+    train split, query from its dev split, both inner_batch examples."""
+    cfg, up = self.study.upstream.meta, self.study.upstream
+    tasks = self.universe.upstream_tasks
+    lengths = self.universe.feature_lengths(self.universe.upstream_mixture)
+
+    def stream(task, split):
+      return train_batches(task, split=split, feature_lengths=lengths,
+                           global_batch_size=cfg.inner_batch_size, seed=seed)
+    supports = {t: stream(t, "train") for t in tasks}
+    queries = {t: stream(t, "validation") for t in tasks}
+    loss_fn = functools.partial(_deterministic_loss, frozen=self.frozen, config=self.config)
+    step = jax.jit(functools.partial(meta.meta_train_step, loss_fn=loss_fn, optimizer=self.optimizer,
+                                     algorithm=cfg.algorithm, inner_steps=cfg.inner_steps),
+                   donate_argnums=(0,))
+    rng = np.random.RandomState(seed)
+    state = self.state(trainable, learning_rate, seed)
+    dev: dict[int, float] = {}
+    best, best_score = None, -np.inf
+    for i in range(1, steps + 1):
+      chosen = rng.choice(len(tasks), cfg.meta_batch_size, replace=len(tasks) < cfg.meta_batch_size)
+      stack = lambda its: jax.tree.map(lambda *b: np.stack(b), *[next(its[tasks[j]]) for j in chosen])  # noqa: E731
+      state, metrics = step(state, stack(supports), stack(queries), inner_lr=jnp.float32(inner_lr))
+      if i % eval_every == 0 or i == steps:
+        loss = float(metrics["query_loss"])
+        if not np.isfinite(loss):
+          raise CrossFitError(f"MAML: query loss {loss} at step {i}; lower the learning rates")
+        dev[i] = self.score(self.universe.upstream_mixture, "validation", state.trainable,
+                            up.num_dev_examples)
+        if dev[i] > best_score:
+          best, best_score = jax.device_get(state.trainable), dev[i]
+    return best, jax.device_get(state.trainable), dev
+
+  # ------------------------------------------------------------------------------ cells
+
+  def run_upstream(self, cell: UpstreamCell, out: epath.Path) -> dict:
+    up = self.study.upstream
+    start = time.perf_counter()
+    trainable = self.init(cell.method, 0)
+    if cell.upstream == "mtl":
+      best, last, dev = self.tune(trainable, self.universe.upstream_mixture,
+                                  learning_rate=up.learning_rates[cell.method],
+                                  batch_size=up.batch_size, steps=up.steps,
+                                  eval_every=up.eval_every, seed=0,
+                                  dev_examples=up.num_dev_examples)
+    else:
+      best, last, dev = self.meta_train(trainable, learning_rate=up.learning_rates[cell.method],
+                                        inner_lr=up.inner_learning_rates[cell.method], seed=0,
+                                        steps=up.steps, eval_every=up.eval_every)
+    save_tree(cell.tree_path(out, "best"), best)
+    save_tree(cell.tree_path(out, "last"), last)
+    best_step = max(dev, key=lambda s: (dev[s], -s))
+    seconds = time.perf_counter() - start
+    _say(f"upstream {cell.upstream} {cell.method}: best dev {dev[best_step]:.1f} at step "
+         f"{best_step} of {up.steps} ({seconds:.0f} s)")
+    return {"score": dev[best_step], "best_step": best_step, "dev": dev, "seconds": seconds}
+
+  def run_downstream(self, cell: DownstreamCell, out: epath.Path) -> dict:
+    down = self.study.downstream
+    start = time.perf_counter()
+    if cell.source is None:
+      trainable = self.init(cell.method, cell.seed)
+    else:
+      trainable = load_tree(cell.source.tree_path(out, cell.upstream.split("-")[1]))
+    task = self.universe.target_task(cell.target, cell.seed)
+    best, _, dev = self.tune(trainable, task, learning_rate=cell.learning_rate,
+                             batch_size=cell.batch_size, steps=down.steps,
+                             eval_every=down.eval_every, seed=cell.seed)
+    best_step = max(dev, key=lambda s: (dev[s], -s))
+    test = self.score(task, "test", best, down.num_test_examples)
+    tunable = trees.count_params(trees.materialize(best))
+    return {"score": test, "test_score": test, "dev_score": dev[best_step], "best_step": best_step,
+            "dev": dev, "tunable_params": tunable, "frozen_params": self.frozen_params,
+            "seconds": time.perf_counter() - start}
+
+
+def _deterministic_loss(trainable, batch, *, frozen, config):
+  return train_step_lib.loss_fn(trainable, frozen, batch, jax.random.PRNGKey(0), config=config,
+                                deterministic=True)
+
+
+# ----------------------------------------------------------------------------------- driver
+
+
+def run_study(config: T5Config, frozen, universe: Universe, study: Study,
+              out: str | epath.PathLike, *, protocol_note: str = "", poll_seconds: float = 20.0,
+              progress: bool = True) -> Optional[epath.Path]:
+  """Runs (or resumes, or joins) the study in `out`; writes the report when every cell is done.
+
+  Upstream cells run first; a downstream cell runs once its upstream tree exists. Cells another
+  process has claimed are left to it; when only those remain this process waits for them, then
+  writes the report (so the last process to finish writes the complete one)."""
+  out = epath.Path(out)
+  runner = Runner(config, frozen, universe, study)
+  upstream = [UpstreamCell(u, m) for u in study.upstreams if u != "none" for m in study.methods]
+  cells = downstream_cells(study, universe)
+  _say(f"{len(upstream)} upstream and {len(cells)} downstream cells -> {out}/ (resumes; other "
+       f"processes may share it)")
+  while True:
+    grid.run_grid(upstream, lambda c: runner.run_upstream(c, out), out, progress=False, claim=True)
+    ready = [c for c in cells if c.source is None or (out / c.source.key).exists()]
+    records = grid.run_grid(ready, lambda c: runner.run_downstream(c, out), out,
+                            progress=progress, claim=True)
+    finished = [r for r in records if r]
+    if len(finished) == len(cells):
+      break
+    _say(f"{len(cells) - len(finished)} cells are with other processes; waiting")
+    time.sleep(poll_seconds)
+  return crossfit_report.write_report(finished, out, protocol_note=protocol_note)
