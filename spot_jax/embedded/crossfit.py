@@ -131,7 +131,8 @@ _BASE: dict[str, str] = {}  # registered k-shot task -> its embedded task
 
 
 def base_task(name: str) -> str:
-  """The embedded task a k-shot task samples (synthetic_sent_mood_16_13_v2 -> synthetic_sent_mood_v2)."""
+  """The embedded task a k-shot task samples: synthetic_sent_mood_16_13_v2 ->
+  synthetic_sent_mood_v2."""
   if name not in _BASE:
     raise SpotError(f"{name} is no embedded k-shot task; registered: {', '.join(sorted(_BASE))}")
   return _BASE[name]

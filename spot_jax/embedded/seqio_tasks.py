@@ -97,4 +97,4 @@ def feature_lengths(name: str) -> dict[str, int]:
 
 
 # The CrossFit-style k-shot tasks sample these tasks; imported last, as it uses this module.
-from spot_jax.embedded import crossfit  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+from spot_jax.embedded import crossfit  # noqa: F401

@@ -168,7 +168,10 @@ def test_matthews_corr_matches_sklearn_with_crossfit_binarization():
   golds = ["acceptable", "unacceptable", "acceptable", "acceptable", "unacceptable", "acceptable"]
   predictions = [" acceptable", "unacceptable", "garbage", "acceptable", "acceptable", "acceptable"]
   got = crossfit.crossfit_matthews_corr([[g] for g in golds], predictions)["matthews_corrcoef"]
-  binary = lambda xs: [int(x.strip() == "acceptable") for x in xs]  # noqa: E731
+
+  def binary(texts):
+    return [int(t.strip() == "acceptable") for t in texts]
+
   assert got == pytest.approx(100 * sklearn.metrics.matthews_corrcoef(binary(golds),
                                                                       binary(predictions)),
                               rel=1e-9)  # float64 counts
