@@ -5,7 +5,8 @@ Tokenized with the shipped model's SentencePiece vocabulary (spot_jax/embedded),
 in code (no files), deterministic for a seed. Classification and extractive tasks score exact-match
 accuracy of the decoded text; the similarity regressions score Pearson/Spearman of the decoded number.
 Mixture `synthetic_sources_v2`: all 16 source tasks, examples-proportional (SPoT's generic source
-prompt).
+prompt). Importing it also registers the universe's CrossFit-style k-shot tasks
+(spot_jax.embedded.crossfit).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def vocabulary() -> seqio.SentencePieceVocabulary:
   return seqio.SentencePieceVocabulary(str(embedded.VOCABULARY), extra_ids=embedded.EXTRA_IDS)
 
 
-def _features() -> dict[str, seqio.Feature]:
+def output_features() -> dict[str, seqio.Feature]:
+  """The shipped model's vocabulary for inputs and targets, EOS appended (every synthetic task)."""
   vocab = vocabulary()
   return {"inputs": seqio.Feature(vocab, add_eos=True, required=False),
           "targets": seqio.Feature(vocab, add_eos=True)}
@@ -70,7 +72,7 @@ def register(spec: synthetic_tasks.TaskSpec) -> seqio.Task:
   return catalog.register_task(
       spec.name, family=f"synthetic_{spec.family}", source=source, preprocessors=[],
       metric_fns=[metrics.pearson_spearman if regression else metrics.accuracy],
-      postprocess_fn=metrics.string_to_float if regression else None, features=_features())
+      postprocess_fn=metrics.string_to_float if regression else None, features=output_features())
 
 
 for _spec in synthetic_tasks.TASKS.values():
@@ -92,3 +94,7 @@ def feature_lengths(name: str) -> dict[str, int]:
       for key in longest:
         longest[key] = max(longest[key], len(ex[key].split()) + 1)
   return {key: min(-(-n // 8) * 8, synthetic_tasks.FEATURE_LENGTHS[key]) for key, n in longest.items()}
+
+
+# The CrossFit-style k-shot tasks sample these tasks; imported last, as it uses this module.
+from spot_jax.embedded import crossfit  # noqa: F401
