@@ -116,6 +116,38 @@ def _cmd_study(args: argparse.Namespace) -> None:
   print(f"report: {args.out}/report.md")
 
 
+def _cmd_crossfit(args: argparse.Namespace) -> None:
+  """The CrossFit PEFT study: on the embedded universe with the shipped model, or (--gym) on the
+  CrossFit Gym TSVs with the model a gin file names (INITIAL_CHECKPOINT_PATH, MODEL_CONFIG)."""
+  from spot_jax.embedded import protocol
+  from spot_jax.study import crossfit
+  study = crossfit.build_study(
+      crossfit.SEED_T5 if args.gym else protocol.CROSSFIT_PRESETS, upstreams=args.upstream,
+      methods=args.methods, targets=args.targets, seeds=args.seeds, steps=args.steps,
+      eval_every=args.eval_every, batch_sizes=args.batch_sizes, learning_rates=args.learning_rates,
+      upstream_steps=args.upstream_steps, checkpoints=args.checkpoints)
+  if args.gym:
+    import gin
+    from spot_jax import gin_utils
+    from spot_jax.train.trainer import load_frozen
+    gin_utils.parse(args.gin_file, args.gin_bindings, ["MODEL_CONFIG", "INITIAL_CHECKPOINT_PATH"])
+    config, frozen = load_frozen(gin.query_parameter("MODEL_CONFIG/gin.macro.value"),
+                                 gin.query_parameter("INITIAL_CHECKPOINT_PATH/gin.macro.value"), 0)
+    universe = crossfit.gym_universe()
+  else:
+    from spot_jax.checkpoints import load_checkpoint
+    from spot_jax import embedded
+    config, frozen = load_checkpoint(embedded.model_dir())
+    universe = protocol.crossfit_universe()
+  unknown = [t for t in (args.targets or ()) if t not in universe.targets]
+  if unknown:
+    raise SpotError(f"unknown target(s) {', '.join(unknown)}; {universe.name} targets: "
+                    f"{', '.join(universe.targets)}")
+  report = crossfit.run_study(config, frozen, universe, study, args.out,
+                              protocol_note=" ".join(sys.argv[1:]))
+  print(f"report: {report}")
+
+
 def _cmd_embed(args: argparse.Namespace) -> None:
   from spot_jax.embedded import demo, tasks
   from spot_jax.peft import save_prompt_file
@@ -376,6 +408,33 @@ def build_parser() -> argparse.ArgumentParser:
                  "start a second process on the same --out with it to share the work")
   protocol_flags(p)
   p.set_defaults(fn=_cmd_study)
+
+  from spot_jax.peft.trees import METHODS
+  from spot_jax.study.crossfit import CHECKPOINTS, UPSTREAMS
+  p = study_sub.add_parser(
+      "crossfit", help="CrossFit PEFT study: prompt/prefix/adapter/full x none/MTL/MAML upstream, "
+      "downstream lr x batch grid, ARG; resumable, several processes may share --out",
+      description="Runs (or resumes) every upstream and downstream cell into OUT/ and writes "
+                  "report.md (ARG per upstream x method, per-task test scores), results.csv and "
+                  "arg.png. Start more processes on the same --out to share the cells.")
+  p.add_argument("--out", required=True)
+  p.add_argument("--upstream", nargs="+", default=list(UPSTREAMS), choices=UPSTREAMS)
+  p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+  p.add_argument("--targets", nargs="+", help="short target names (default: all of the universe)")
+  p.add_argument("--seeds", type=int, nargs="+", help="k-shot seeds (default: 13 21 42 87 100)")
+  p.add_argument("--steps", type=int, default=1000, help="downstream steps (seed: 1000)")
+  p.add_argument("--eval_every", type=int, default=100, help="dev evaluation period (seed: 100)")
+  p.add_argument("--batch_sizes", type=int, nargs="+", default=[4, 8])
+  p.add_argument("--learning_rates", type=float, nargs="+", help="one downstream lr list for "
+                 "every method (default: each method's preset, spot_jax/embedded/protocol.py)")
+  p.add_argument("--upstream_steps", type=int, help="default: the presets' (embedded 1000, "
+                 "seed T5 34,600)")
+  p.add_argument("--checkpoints", nargs="+", default=list(CHECKPOINTS), choices=CHECKPOINTS,
+                 help="which upstream trees transfer (default: both best-dev and last)")
+  p.add_argument("--gym", action="store_true", help="the CrossFit Gym TSVs (set_data_dir) with "
+                 "the model of --gin_file (MODEL_CONFIG, INITIAL_CHECKPOINT_PATH)")
+  p.add_argument("--gin_file", action="append", default=[])
+  p.set_defaults(fn=_cmd_crossfit)
 
   p = sub.add_parser("embed", help="task embedding of an embedded task: its prompt after E steps")
   p.add_argument("task")

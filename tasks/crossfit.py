@@ -246,6 +246,8 @@ def dev_task_names(seed: Union[None, int, Sequence[int]] = None) -> list[str]:
 # Rates are computed when the mixture is first sampled (CrossFitSource counts a task's lines then),
 # so registering it reads no file.
 catalog.register_mixture(UPSTREAM_MIXTURE, upstream_task_names())
+DEV_MIXTURE = "crossfit_dev_classification"  # upstream selection: the dev tasks' dev splits
+catalog.register_mixture(DEV_MIXTURE, dev_task_names())
 
 # ---------------------------------------------------------------- sample files for tests
 

@@ -174,6 +174,10 @@ def register(short: str, k: int, seed: int) -> str:
 TASKS = [register(short, K, seed) for short in TARGETS for seed in SEEDS]
 UPSTREAM = [register(short, K, seed) for short in UPSTREAM_SOURCES for seed in UPSTREAM_SEEDS]
 catalog.register_mixture(MIXTURE, UPSTREAM)
+# Upstream selection: the k-shot dev sets of one seed's upstream tasks (11 tasks, ~500 examples;
+# all five seeds' would be 2,500 per check).
+DEV_MIXTURE = synthetic_tasks.task_name("crossfit_upstream_dev")
+catalog.register_mixture(DEV_MIXTURE, upstream_names(SEEDS[0]))
 
 
 def feature_lengths(name: str) -> dict[str, int]:

@@ -17,7 +17,10 @@ import dataclasses
 from typing import Optional
 
 from spot_jax.embedded import tasks
+from spot_jax.peft.trees import Method
+from spot_jax.study.crossfit import Presets, Universe, Upstream
 from spot_jax.study.runner import Protocol
+from spot_jax.train.meta import MetaConfig
 
 PROMPT_LENGTH = 20       # paper: 100
 LEARNING_RATE = 0.1      # Adam; paper: Adafactor 0.3
@@ -68,3 +71,39 @@ def gin_constants() -> dict[str, object]:
       "EMBEDDED_TARGET_STEPS": TARGET_RUN.steps, "EMBEDDED_TARGET_EVAL_EVERY": TARGET_RUN.eval_every,
       "EMBEDDED_TARGET_EVAL_EXAMPLES": TARGET_RUN.num_eval_examples,
       "EMBEDDED_EMBEDDING_STEP": SOURCE_RUN.embedding_step}
+
+
+# ------------------------------------------------------------ the CrossFit study on the shipped model
+# Tunable ratios to the 1.08M frozen parameters near the seed's where a size is free: adapters
+# with bottleneck 20 hold 3.9 % (seed: 4 % on BART-base); the prompt keeps SPoT's P = 20 (0.24 %;
+# the seed's 100 x 768 is 0.05 % of BART-base, which would be 4 rows here). Learning rates: AdamW,
+# chosen by `tools/crossfit_lr_probe.py` (docs/crossfit.md) on one target, then fixed.
+CROSSFIT_METHODS = {
+    "prompt": Method("prompt", prompt_length=PROMPT_LENGTH, vocab_limit=VOCAB_LIMIT),
+    "prefix": Method("prefix", prefix_length=10, vocab_limit=VOCAB_LIMIT),
+    "adapter": Method("adapter", bottleneck=20),
+    "full": Method("full"),
+}
+CROSSFIT_LEARNING_RATES = {"prompt": (0.3, 0.1, 0.03), "prefix": (0.03, 0.01, 0.003),
+                           "adapter": (1e-2, 3e-3, 1e-3), "full": (1e-3, 3e-4, 1e-4)}
+CROSSFIT_UPSTREAM_LEARNING_RATES = {"prompt": 0.1, "prefix": 0.01, "adapter": 3e-3, "full": 3e-4}
+CROSSFIT_INNER_LEARNING_RATES = {"prompt": 1.0, "prefix": 0.1, "adapter": 0.03, "full": 3e-3}
+
+
+def crossfit_universe() -> Universe:
+  """The embedded universe in CrossFit form (spot_jax.embedded.crossfit): 7 classification targets,
+  11 classification sources upstream (k-shot, every seed). MTL trains on the upstream tasks' k-shot
+  train sets; MTL and MAML keep the tree best on the seed-13 tasks' k-shot dev sets (CrossFit's MTL
+  trains on train + dev and selects nothing; the embedded universe has no separate dev tasks)."""
+  from spot_jax.embedded import crossfit
+  return Universe(name="embedded", targets=crossfit.TARGETS, target_task=crossfit.target_name,
+                  upstream_tasks=tuple(crossfit.UPSTREAM), upstream_mixture=crossfit.MIXTURE,
+                  feature_lengths=crossfit.feature_lengths, seeds=crossfit.SEEDS,
+                  dev_mixture=crossfit.DEV_MIXTURE)
+
+
+CROSSFIT_PRESETS = Presets(
+    methods=CROSSFIT_METHODS, learning_rates=CROSSFIT_LEARNING_RATES,
+    upstream=Upstream(learning_rates=CROSSFIT_UPSTREAM_LEARNING_RATES,
+                      inner_learning_rates=CROSSFIT_INNER_LEARNING_RATES, batch_size=BATCH_SIZE,
+                      meta=MetaConfig("maml", inner_batch_size=8, meta_batch_size=4)))

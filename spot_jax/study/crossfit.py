@@ -65,6 +65,24 @@ class Universe:
   upstream_mixture: str                    # examples-proportional mixture of upstream_tasks
   feature_lengths: Callable[[str], Mapping[str, int]]
   seeds: tuple[int, ...] = (13, 21, 42, 87, 100)
+  upstream_split: str = "train"            # what MTL trains on (CrossFit's Gym: train_dev)
+  dev_mixture: Optional[str] = None        # upstream selection on its validation split (None:
+                                           # upstream_mixture's: the upstream tasks' dev sets)
+
+
+def gym_universe() -> Universe:
+  """The real CrossFit Gym (tasks/crossfit.py): the seed's 10 targets, the classification
+  partition's 45 upstream tasks (train + dev files, every seed, as CrossFit's multi-task loader
+  reads them) and its 10 dev tasks for upstream selection. Needs the Gym TSVs under the data dir."""
+  from tasks import crossfit as gym
+  return Universe(name="crossfit_gym", targets=tuple(gym.ADL_TARGETS),
+                  target_task=lambda t, s: gym.task_name(t, gym.K, s),
+                  upstream_tasks=tuple(gym.upstream_task_names()),
+                  upstream_mixture=gym.UPSTREAM_MIXTURE, feature_lengths=lambda _: GYM_LENGTHS,
+                  seeds=gym.SEEDS, upstream_split=gym.UPSTREAM_SPLIT, dev_mixture=gym.DEV_MIXTURE)
+
+
+GYM_LENGTHS = {"inputs": 512, "targets": 64}  # CrossFit's max_input_length / max_output_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +130,57 @@ class Study:
     bad = [c for c in self.checkpoints if c not in CHECKPOINTS]
     if bad:
       raise CrossFitError(f"unknown upstream checkpoint {', '.join(bad)}; choose best and/or last")
+
+
+@dataclasses.dataclass(frozen=True)
+class Presets:
+  """A model's defaults: method shapes, downstream learning rates per method, upstream settings."""
+  methods: Mapping[str, trees.Method]
+  learning_rates: Mapping[str, tuple[float, ...]]
+  upstream: Upstream
+
+
+def build_study(presets: Presets, *, upstreams: Sequence[str] = UPSTREAMS,
+                methods: Optional[Sequence[str]] = None, targets: Optional[Sequence[str]] = None,
+                seeds: Optional[Sequence[int]] = None, steps: int = 1000, eval_every: int = 100,
+                batch_sizes: Sequence[int] = (4, 8),
+                learning_rates: Optional[Sequence[float]] = None,
+                upstream_steps: Optional[int] = None,
+                checkpoints: Sequence[str] = CHECKPOINTS) -> Study:
+  """A Study from `presets` with the grid's axes chosen (defaults: the seed's grid shape);
+  `learning_rates` replaces every method's list."""
+  methods = tuple(methods or presets.methods)
+  unknown = [m for m in methods if m not in presets.methods]
+  if unknown:
+    raise CrossFitError(f"unknown method(s) {', '.join(unknown)}; choose from "
+                        f"{', '.join(presets.methods)}")
+  upstream = presets.upstream
+  if upstream_steps is not None:
+    upstream = dataclasses.replace(upstream, steps=upstream_steps,
+                                   eval_every=max(1, upstream_steps // 4))
+  rates = {m: tuple(learning_rates or presets.learning_rates[m]) for m in methods}
+  return Study(methods={m: presets.methods[m] for m in methods},
+               downstream=Downstream(learning_rates=rates, batch_sizes=tuple(batch_sizes),
+                                     steps=steps, eval_every=eval_every),
+               upstream=upstream, upstreams=tuple(upstreams),
+               targets=tuple(targets) if targets else None, seeds=tuple(seeds) if seeds else None,
+               checkpoints=tuple(checkpoints))
+
+
+# The seed's §4.4 values for T5 (v1.1 base): prompt 100 tokens, adapters of hidden dim 64; the
+# downstream lists of its MTL rows (MAML's prompt list ends at 1e-4 instead of 1e-3); upstream MTL
+# lr 1e-4 with batch 32 for 34,600 steps; MAML outer and inner lr 1e-4, inner batch 4, 4 tasks per
+# outer step (CrossFit: train batch 1 with 4 accumulation steps). Prefix tuning is not in the
+# seed's tables; its list is the prompt's.
+SEED_T5 = Presets(
+    methods={"prompt": trees.Method("prompt", prompt_length=100),
+             "prefix": trees.Method("prefix", prefix_length=10),
+             "adapter": trees.Method("adapter", bottleneck=64), "full": trees.Method("full")},
+    learning_rates={"prompt": (1e-2, 5e-3, 1e-3), "prefix": (1e-2, 5e-3, 1e-3),
+                    "adapter": (1e-4, 5e-5, 1e-6), "full": (1e-5, 3e-5, 1e-4)},
+    upstream=Upstream(learning_rates=dict.fromkeys(trees.METHODS, 1e-4),
+                      inner_learning_rates=dict.fromkeys(trees.METHODS, 1e-4), steps=34_600,
+                      batch_size=32, eval_every=3_460, meta=meta.SEED_T5))
 
 
 def _say(message: str) -> None:
@@ -229,11 +298,13 @@ class Runner:
     return score_of(self._validators[key](self.frozen, trees.materialize(trainable)))
 
   def tune(self, trainable: Mapping, task: str, *, learning_rate: float, batch_size: int,
-           steps: int, eval_every: int, seed: int, dev_examples: Optional[int] = None
+           steps: int, eval_every: int, seed: int, split: str = "train",
+           dev_task: Optional[str] = None, dev_examples: Optional[int] = None
            ) -> tuple[dict, dict, dict[int, float]]:
-    """(best-dev tree, last tree, {step: dev score}); dev is `task`'s validation split."""
+    """(best-dev tree, last tree, {step: dev score}) of training on `task`'s `split`; dev is the
+    validation split of `dev_task` (default: `task`)."""
     state = self.state(trainable, learning_rate, seed)
-    batches = train_batches(task, split="train", feature_lengths=self.universe.feature_lengths(task),
+    batches = train_batches(task, split=split, feature_lengths=self.universe.feature_lengths(task),
                             global_batch_size=batch_size, seed=seed)
     dev: dict[int, float] = {}
     best, best_score = None, -np.inf
@@ -244,7 +315,7 @@ class Runner:
         if not np.isfinite(loss):
           raise CrossFitError(f"{task}: loss {loss} at step {i} (learning rate {learning_rate}); "
                               "lower the learning rate")
-        dev[i] = self.score(task, "validation", state.trainable, dev_examples)
+        dev[i] = self.score(dev_task or task, "validation", state.trainable, dev_examples)
         if dev[i] > best_score:
           best, best_score = jax.device_get(state.trainable), dev[i]
     return best, jax.device_get(state.trainable), dev
@@ -278,8 +349,8 @@ class Runner:
         loss = float(metrics["query_loss"])
         if not np.isfinite(loss):
           raise CrossFitError(f"MAML: query loss {loss} at step {i}; lower the learning rates")
-        dev[i] = self.score(self.universe.upstream_mixture, "validation", state.trainable,
-                            up.num_dev_examples)
+        dev[i] = self.score(self.universe.dev_mixture or self.universe.upstream_mixture,
+                            "validation", state.trainable, up.num_dev_examples)
         if dev[i] > best_score:
           best, best_score = jax.device_get(state.trainable), dev[i]
     return best, jax.device_get(state.trainable), dev
@@ -292,6 +363,8 @@ class Runner:
     trainable = self.init(cell.method, 0)
     if cell.upstream == "mtl":
       best, last, dev = self.tune(trainable, self.universe.upstream_mixture,
+                                  split=self.universe.upstream_split,
+                                  dev_task=self.universe.dev_mixture or self.universe.upstream_mixture,
                                   learning_rate=up.learning_rates[cell.method],
                                   batch_size=up.batch_size, steps=up.steps,
                                   eval_every=up.eval_every, seed=0,

@@ -5,6 +5,7 @@ import inspect
 import json
 import math
 import pathlib
+import re
 
 import pytest
 import seqio
@@ -63,7 +64,14 @@ def _predict_metrics(task):
   return [m for m in task.metric_fns if "predictions" in inspect.signature(m).parameters]
 
 
-@pytest.mark.parametrize("name", sorted(catalog.ENTRIES))
+# k-shot tasks (CrossFit Gym, the embedded universe's CrossFit form) differ across their five
+# sampling seeds only in which examples they read: seed 13 stands for each, which keeps this test
+# at one case per task definition instead of five.
+ONE_SEED_PER_K_SHOT_TASK = [n for n in sorted(catalog.ENTRIES)
+                            if not re.search(r"_16_(21|42|87|100)(_v\d+)?$", n)]
+
+
+@pytest.mark.parametrize("name", ONE_SEED_PER_K_SHOT_TASK)
 def test_task_yields_examples_and_metrics_accept_them(name, mock_data_dir):
   task = seqio.get_mixture_or_task(name)
   split = "validation" if "validation" in task.splits else sorted(task.splits)[0]
