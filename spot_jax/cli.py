@@ -126,6 +126,11 @@ def _cmd_crossfit(args: argparse.Namespace) -> None:
       methods=args.methods, targets=args.targets, seeds=args.seeds, steps=args.steps,
       eval_every=args.eval_every, batch_sizes=args.batch_sizes, learning_rates=args.learning_rates,
       upstream_steps=args.upstream_steps, checkpoints=args.checkpoints)
+  universe = crossfit.gym_universe() if args.gym else protocol.crossfit_universe()
+  unknown = [t for t in (args.targets or ()) if t not in universe.targets]
+  if unknown:
+    raise SpotError(f"unknown target(s) {', '.join(unknown)}; {universe.name} targets: "
+                    f"{', '.join(universe.targets)}")
   if args.gym:
     import gin
     from spot_jax import gin_utils
@@ -133,16 +138,10 @@ def _cmd_crossfit(args: argparse.Namespace) -> None:
     gin_utils.parse(args.gin_file, args.gin_bindings, ["MODEL_CONFIG", "INITIAL_CHECKPOINT_PATH"])
     config, frozen = load_frozen(gin.query_parameter("MODEL_CONFIG/gin.macro.value"),
                                  gin.query_parameter("INITIAL_CHECKPOINT_PATH/gin.macro.value"), 0)
-    universe = crossfit.gym_universe()
   else:
     from spot_jax.checkpoints import load_checkpoint
     from spot_jax import embedded
     config, frozen = load_checkpoint(embedded.model_dir())
-    universe = protocol.crossfit_universe()
-  unknown = [t for t in (args.targets or ()) if t not in universe.targets]
-  if unknown:
-    raise SpotError(f"unknown target(s) {', '.join(unknown)}; {universe.name} targets: "
-                    f"{', '.join(universe.targets)}")
   report = crossfit.run_study(config, frozen, universe, study, args.out,
                               protocol_note=" ".join(sys.argv[1:]))
   print(f"report: {report}")

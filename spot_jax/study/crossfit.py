@@ -432,4 +432,18 @@ def run_study(config: T5Config, frozen, universe: Universe, study: Study,
       break
     _say(f"{len(cells) - len(finished)} cells are with other processes; waiting")
     time.sleep(poll_seconds)
-  return crossfit_report.write_report(finished, out, protocol_note=protocol_note)
+  baseline = baseline_of(study)
+  note = (f"{protocol_note}\n\nBaseline of ARG: {baseline[0]}/{baseline[1]}"
+          f"{'' if baseline == crossfit_report.DEFAULT_BASELINE else ' (the study has no none/full cells)'}.")
+  return crossfit_report.write_report(finished, out, baseline=baseline, protocol_note=note)
+
+
+def baseline_of(study: Study) -> tuple[str, str]:
+  """The seed's baseline, full-model tuning without upstream, when the study runs it; otherwise
+  its first upstream x method (ARG is then relative to that)."""
+  if "none" in study.upstreams and "full" in study.methods:
+    return crossfit_report.DEFAULT_BASELINE
+  first = study.upstreams[0]
+  if first != "none":
+    first = f"{first}-{study.checkpoints[0]}"
+  return first, next(iter(study.methods))

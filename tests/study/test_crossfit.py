@@ -1,0 +1,176 @@
+"""The CrossFit study's cells: enumeration, tree files, claims, and a tiny end-to-end run that
+resumes without recomputing anything."""
+
+import csv
+import functools
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import seqio
+import tensorflow as tf
+
+import toy_task
+from spot_jax.model import get_config, init_params
+from spot_jax.peft import trees
+from spot_jax.study import crossfit, grid
+from spot_jax.train.meta import MetaConfig
+
+CONFIG = get_config("t5_1_1_test")
+TARGET_TASK = "spot_toy_kshot"
+UPSTREAM_MIXTURE = "spot_toy_upstream"
+SIZES = {"train": 16, "validation": 8, "test": 12}
+
+
+def gold_probability(targets, scores):
+  """100 x the mean probability of the gold target: a random model's score is small but never 0,
+  so ARG (which divides by the baseline) is defined even for untrained tiny models."""
+  del targets
+  return {"gold_probability": 100.0 * float(np.mean(np.exp(scores)))}
+
+
+def _register():
+  """A k-shot-like toy target (train / validation = dev / test) and a one-task upstream mixture."""
+  if TARGET_TASK in seqio.TaskRegistry.names():
+    return
+
+  def examples(split, shuffle_files=False, seed=0):
+    ds = toy_task._examples("train" if split == "train" else "validation")
+    return ds.skip(SIZES["validation"] if split == "test" else 0).take(SIZES[split])
+
+  vocab = seqio.ByteVocabulary()
+  seqio.TaskRegistry.add(
+      TARGET_TASK, source=seqio.FunctionDataSource(examples, splits=tuple(SIZES),
+                                                   num_input_examples=SIZES),
+      preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+      output_features={k: seqio.Feature(vocab, add_eos=True) for k in ("inputs", "targets")},
+      metric_fns=[gold_probability])
+  seqio.MixtureRegistry.add(UPSTREAM_MIXTURE, [toy_task.TASK], default_rate=1.0)
+
+
+_register()
+UNIVERSE = crossfit.Universe(
+    name="toy", targets=("toy",), target_task=lambda target, seed: TARGET_TASK,
+    upstream_tasks=(toy_task.TASK,), upstream_mixture=UPSTREAM_MIXTURE,
+    feature_lengths=lambda _: toy_task.FEATURE_LENGTHS, seeds=(0, 1))
+PRESETS = crossfit.Presets(
+    methods={"prompt": trees.Method("prompt", prompt_length=3, vocab_limit=200),
+             "adapter": trees.Method("adapter", bottleneck=4)},
+    learning_rates={"prompt": (0.1, 0.01), "adapter": (1e-2,)},
+    upstream=crossfit.Upstream(learning_rates={"prompt": 0.1, "adapter": 1e-2},
+                               inner_learning_rates={"prompt": 0.1, "adapter": 1e-2},
+                               batch_size=4, meta=MetaConfig("maml", inner_batch_size=2,
+                                                             meta_batch_size=2)))
+
+
+def test_cells_cover_the_grid_once_and_name_their_upstream_tree():
+  study = crossfit.build_study(PRESETS, batch_sizes=(4, 8))
+  cells = crossfit.downstream_cells(study, UNIVERSE)
+  # upstreams: none + (mtl, maml) x (best, last); prompt has 2 rates, adapter 1; 2 seeds, 2 batches
+  assert len(cells) == 5 * (2 + 1) * 1 * 2 * 2
+  assert len({c.key for c in cells}) == len(cells)
+  cell = next(c for c in cells if c.upstream == "maml-last" and c.method == "adapter")
+  assert cell.source == crossfit.UpstreamCell("maml", "adapter")
+  assert cell.source.tree_path(grid.epath.Path("/o"), "last").as_posix() == \
+      "/o/upstream/maml/adapter/last.npz"
+  assert all(c.source is None for c in cells if c.upstream == "none")
+  assert crossfit.build_study(PRESETS, checkpoints=("best",), upstreams=("mtl",)).checkpoints == \
+      ("best",)
+
+
+def test_bad_settings_are_one_line_errors():
+  with pytest.raises(crossfit.CrossFitError, match="unknown method.*lora"):
+    crossfit.build_study(PRESETS, methods=("lora",))
+  with pytest.raises(crossfit.CrossFitError, match="unknown upstream reptile"):
+    crossfit.build_study(PRESETS, upstreams=("reptile",))
+  with pytest.raises(crossfit.CrossFitError, match="does not exist; run the upstream cells"):
+    crossfit.load_tree(grid.epath.Path("/nonexistent/best.npz"))
+
+
+def test_trees_round_trip_through_npz(tmp_path):
+  frozen = init_params(CONFIG, 0)
+  tree = trees.init_trainable(trees.Method("prefix", prefix_length=2), CONFIG, frozen,
+                              jax.random.PRNGKey(0))
+  path = grid.epath.Path(tmp_path) / "t" / "best.npz"
+  crossfit.save_tree(path, tree)
+  back = crossfit.load_tree(path)
+  assert jax.tree.structure(back) == jax.tree.structure(tree)
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(tree)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # float32 stored as float32
+
+
+def _dead_pid() -> int:
+  proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                        capture_output=True, text=True)
+  return int(proc.stdout)
+
+
+def test_claimed_cells_are_left_to_live_processes_and_taken_from_dead_ones(tmp_path):
+  cells = [grid.Cell("t", None, 0), grid.Cell("t", None, 1)]
+  live, dead = (tmp_path / cells[0].key), (tmp_path / cells[1].key)
+  live.parent.mkdir(parents=True)
+  (live.parent / f"{live.name}.claim").write_text(f"{socket.gethostname()}:{os.getppid()}")
+  (dead.parent / f"{dead.name}.claim").write_text(f"{socket.gethostname()}:{_dead_pid()}")
+  ran = []
+  records = grid.run_grid(cells, lambda c: ran.append(c) or {"score": 1.0}, tmp_path,
+                          progress=False, claim=True)
+  assert ran == [cells[1]] and records[0] == {} and records[1]["score"] == 1.0
+  assert not (dead.parent / f"{dead.name}.claim").exists()  # released after the write
+  assert (live.parent / f"{live.name}.claim").exists()  # the live worker's claim is untouched
+
+
+def test_the_arg_baseline_is_full_tuning_without_upstream_when_the_study_runs_it():
+  assert crossfit.baseline_of(crossfit.build_study(PRESETS)) == ("none", "prompt")
+  presets = crossfit.Presets(methods={**PRESETS.methods, "full": trees.Method("full")},
+                             learning_rates={**PRESETS.learning_rates, "full": (1e-3,)},
+                             upstream=PRESETS.upstream)
+  assert crossfit.baseline_of(crossfit.build_study(presets)) == ("none", "full")
+  assert crossfit.baseline_of(crossfit.build_study(presets, upstreams=("mtl",),
+                                                   checkpoints=("last",))) == ("mtl-last", "prompt")
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+  out = tmp_path_factory.mktemp("crossfit")
+  study = crossfit.build_study(PRESETS, seeds=(0,), steps=4, eval_every=2, batch_sizes=(4,),
+                               upstream_steps=2, checkpoints=("best", "last"))
+  frozen = init_params(CONFIG, 0)
+  report = crossfit.run_study(CONFIG, frozen, UNIVERSE, study, out, progress=False)
+  return out, study, frozen, report
+
+
+def test_a_tiny_study_runs_every_cell_and_writes_the_report(finished_study):
+  out, study, frozen, report = finished_study
+  assert report.name == "report.md" and (out / "arg.png").exists()
+  with open(out / "results.csv") as f:
+    rows = list(csv.DictReader(f))
+  # (none + 2 upstreams x 2 checkpoints) x (prompt at 2 rates + adapter at 1), 1 target, 1 seed
+  assert len(rows) == 5 * 3
+  assert {r["upstream"] for r in rows} == {"none", "mtl-best", "mtl-last", "maml-best", "maml-last"}
+  prompt = [r for r in rows if r["method"] == "prompt"]
+  assert {int(r["tunable_params"]) for r in prompt} == {3 * CONFIG.emb_dim}
+  assert {int(r["frozen_params"]) for r in rows} == {trees.count_params(frozen)}
+  for r in rows:
+    assert int(r["best_step"]) in (2, 4) and 0.0 < float(r["test_score"]) <= 100.0
+  for upstream in ("mtl", "maml"):
+    for method in ("prompt", "adapter"):
+      cell = crossfit.UpstreamCell(upstream, method)
+      best = crossfit.load_tree(cell.tree_path(out, "best"))
+      assert trees.method_of(best) == method
+  assert "Baseline of ARG: none/prompt (the study has no none/full cells)" in report.read_text()
+
+
+def test_a_finished_study_is_never_recomputed(finished_study, monkeypatch):
+  out, study, frozen, _ = finished_study
+  before = (out / "results.csv").read_text()
+
+  def fail(*args, **kwargs):
+    raise AssertionError("a finished cell was recomputed")
+  monkeypatch.setattr(crossfit.Runner, "run_upstream", fail)
+  monkeypatch.setattr(crossfit.Runner, "run_downstream", fail)
+  crossfit.run_study(CONFIG, frozen, UNIVERSE, study, out, progress=False)
+  assert (out / "results.csv").read_text() == before
