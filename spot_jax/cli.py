@@ -116,6 +116,20 @@ def _cmd_study(args: argparse.Namespace) -> None:
   print(f"report: {args.out}/report.md")
 
 
+def _learning_rates(items: Optional[Sequence[str]]) -> Optional[dict[str, list[float]]]:
+  """["0.1", "0.01"] -> {"*": [0.1, 0.01]}; ["prompt=1,0.1", "full=1e-3"] -> per method."""
+  if not items:
+    return None
+  rates: dict[str, list[float]] = {}
+  try:
+    for item in items:
+      method, _, values = item.rpartition("=")
+      rates.setdefault(method or "*", []).extend(float(v) for v in values.split(","))
+  except ValueError:
+    raise SpotError(f"--learning_rates takes numbers or METHOD=LR[,LR...], got {' '.join(items)}")
+  return rates
+
+
 def _cmd_crossfit(args: argparse.Namespace) -> None:
   """The CrossFit PEFT study: on the embedded universe with the shipped model, or (--gym) on the
   CrossFit Gym TSVs with the model a gin file names (INITIAL_CHECKPOINT_PATH, MODEL_CONFIG)."""
@@ -124,7 +138,8 @@ def _cmd_crossfit(args: argparse.Namespace) -> None:
   study = crossfit.build_study(
       crossfit.SEED_T5 if args.gym else protocol.CROSSFIT_PRESETS, upstreams=args.upstream,
       methods=args.methods, targets=args.targets, seeds=args.seeds, steps=args.steps,
-      eval_every=args.eval_every, batch_sizes=args.batch_sizes, learning_rates=args.learning_rates,
+      eval_every=args.eval_every, batch_sizes=args.batch_sizes,
+      learning_rates=_learning_rates(args.learning_rates),
       upstream_steps=args.upstream_steps, checkpoints=args.checkpoints)
   universe = crossfit.gym_universe() if args.gym else protocol.crossfit_universe()
   unknown = [t for t in (args.targets or ()) if t not in universe.targets]
@@ -424,8 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--steps", type=int, default=1000, help="downstream steps (seed: 1000)")
   p.add_argument("--eval_every", type=int, default=100, help="dev evaluation period (seed: 100)")
   p.add_argument("--batch_sizes", type=int, nargs="+", default=[4, 8])
-  p.add_argument("--learning_rates", type=float, nargs="+", help="one downstream lr list for "
-                 "every method (default: each method's preset, spot_jax/embedded/protocol.py)")
+  p.add_argument("--learning_rates", nargs="+", metavar="LR|METHOD=LR,LR", help="downstream "
+                 "learning rates: numbers for every method, or per method, e.g. prompt=1,0.1 "
+                 "full=1e-3 (default: each method's presets)")
   p.add_argument("--upstream_steps", type=int, help="default: the presets' (embedded 1000, "
                  "seed T5 34,600)")
   p.add_argument("--checkpoints", nargs="+", default=list(CHECKPOINTS), choices=CHECKPOINTS,

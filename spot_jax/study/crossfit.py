@@ -144,11 +144,11 @@ def build_study(presets: Presets, *, upstreams: Sequence[str] = UPSTREAMS,
                 methods: Optional[Sequence[str]] = None, targets: Optional[Sequence[str]] = None,
                 seeds: Optional[Sequence[int]] = None, steps: int = 1000, eval_every: int = 100,
                 batch_sizes: Sequence[int] = (4, 8),
-                learning_rates: Optional[Sequence[float]] = None,
+                learning_rates: Optional[Mapping[str, Sequence[float]]] = None,
                 upstream_steps: Optional[int] = None,
                 checkpoints: Sequence[str] = CHECKPOINTS) -> Study:
   """A Study from `presets` with the grid's axes chosen (defaults: the seed's grid shape);
-  `learning_rates` replaces every method's list."""
+  `learning_rates` replaces the lists of the methods it names ("*": every method's)."""
   methods = tuple(methods or presets.methods)
   unknown = [m for m in methods if m not in presets.methods]
   if unknown:
@@ -158,7 +158,8 @@ def build_study(presets: Presets, *, upstreams: Sequence[str] = UPSTREAMS,
   if upstream_steps is not None:
     upstream = dataclasses.replace(upstream, steps=upstream_steps,
                                    eval_every=max(1, upstream_steps // 4))
-  rates = {m: tuple(learning_rates or presets.learning_rates[m]) for m in methods}
+  given = dict(learning_rates or {})
+  rates = {m: tuple(given.get(m, given.get("*", presets.learning_rates[m]))) for m in methods}
   return Study(methods={m: presets.methods[m] for m in methods},
                downstream=Downstream(learning_rates=rates, batch_sizes=tuple(batch_sizes),
                                      steps=steps, eval_every=eval_every),
