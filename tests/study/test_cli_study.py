@@ -1,4 +1,5 @@
-"""`spot-jax retrieve`, and one-line errors of `demo` / `study transfer` / `embed` on bad input."""
+"""`spot-jax retrieve`, `study crossfit`'s options, and one-line errors of `demo` / `study` / `embed`
+on bad input."""
 
 from __future__ import annotations
 
@@ -56,3 +57,33 @@ def test_study_transfer_takes_names_without_their_version(tmp_path, monkeypatch)
                    "synthetic_nli_mixed_v2", "--targets", "synthetic_sent_mood"]) == 0
   assert got["spec"].sources == ("synthetic_sent_opinion_v2", "synthetic_nli_mixed_v2")
   assert got["spec"].targets == ("synthetic_sent_mood_v2",)
+
+
+def test_study_crossfit_refuses_bad_arguments_with_one_line(tmp_path, capsys):
+  cases = [(["--targets", "nope"], "unknown target(s) nope; embedded targets: sent_mood, "),
+           (["--learning_rates", "prompt=fast"], "--learning_rates takes numbers or METHOD=LR"),
+           (["--gym", "--targets", "sent_mood"], "crossfit_gym targets: anli, dbpedia_14, ")]
+  for extra, message in cases:
+    assert cli.main(["study", "crossfit", "--out", str(tmp_path / "x"), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+  assert not (tmp_path / "x").exists()
+
+
+def test_study_crossfit_passes_its_grid_to_the_study(tmp_path, monkeypatch):
+  from spot_jax.study import crossfit
+  got = {}
+  monkeypatch.setattr(crossfit, "run_study",
+                      lambda config, frozen, universe, study, out, **kw: got.update(
+                          universe=universe, study=study, out=out) or tmp_path / "report.md")
+  assert cli.main(["study", "crossfit", "--out", str(tmp_path / "x"), "--upstream", "none", "mtl",
+                   "--methods", "prompt", "full", "--targets", "nli_cb", "--seeds", "13", "21",
+                   "--learning_rates", "prompt=1,0.1", "full=1e-3", "--batch_sizes", "8",
+                   "--steps", "300", "--upstream_steps", "50", "--checkpoints", "best"]) == 0
+  study = got["study"]
+  assert got["universe"].name == "embedded" and study.targets == ("nli_cb",)
+  assert study.seeds == (13, 21) and study.upstreams == ("none", "mtl")
+  assert study.downstream.learning_rates == {"prompt": (1.0, 0.1), "full": (1e-3,)}
+  assert study.downstream.batch_sizes == (8,) and study.downstream.steps == 300
+  assert study.upstream.steps == 50 and study.checkpoints == ("best",)
+  assert study.methods["prompt"].prompt_length == 20  # the embedded presets
