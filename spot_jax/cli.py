@@ -116,6 +116,9 @@ def _cmd_study(args: argparse.Namespace) -> None:
   print(f"report: {args.out}/report.md")
 
 
+GYM_PRESETS = "crossfit/seed_t5.gin"
+
+
 def _learning_rates(items: Optional[Sequence[str]]) -> Optional[dict[str, list[float]]]:
   """["0.1", "0.01"] -> {"*": [0.1, 0.01]}; ["prompt=1,0.1", "full=1e-3"] -> per method."""
   if not items:
@@ -135,28 +138,31 @@ def _cmd_crossfit(args: argparse.Namespace) -> None:
   CrossFit Gym TSVs with the model a gin file names (INITIAL_CHECKPOINT_PATH, MODEL_CONFIG)."""
   from spot_jax.embedded import protocol
   from spot_jax.study import crossfit
-  study = crossfit.build_study(
-      crossfit.SEED_T5 if args.gym else protocol.CROSSFIT_PRESETS, upstreams=args.upstream,
-      methods=args.methods, targets=args.targets, seeds=args.seeds, steps=args.steps,
-      eval_every=args.eval_every, batch_sizes=args.batch_sizes,
-      learning_rates=_learning_rates(args.learning_rates),
-      upstream_steps=args.upstream_steps, checkpoints=args.checkpoints)
   universe = crossfit.gym_universe() if args.gym else protocol.crossfit_universe()
   unknown = [t for t in (args.targets or ()) if t not in universe.targets]
   if unknown:
     raise SpotError(f"unknown target(s) {', '.join(unknown)}; {universe.name} targets: "
                     f"{', '.join(universe.targets)}")
-  if args.gym:
+  learning_rates = _learning_rates(args.learning_rates)
+  if args.gym:  # the seed's presets (gin_configs/crossfit/seed_t5.gin) and the model from gin
     import gin
     from spot_jax import gin_utils
     from spot_jax.train.trainer import load_frozen
-    gin_utils.parse(args.gin_file, args.gin_bindings, ["MODEL_CONFIG", "INITIAL_CHECKPOINT_PATH"])
+    gin_utils.parse([GYM_PRESETS, *args.gin_file], args.gin_bindings,
+                    ["MODEL_CONFIG", "INITIAL_CHECKPOINT_PATH"])
+    presets = gin.get_configurable("crossfit_presets")()
     config, frozen = load_frozen(gin.query_parameter("MODEL_CONFIG/gin.macro.value"),
                                  gin.query_parameter("INITIAL_CHECKPOINT_PATH/gin.macro.value"), 0)
   else:
     from spot_jax.checkpoints import load_checkpoint
     from spot_jax import embedded
+    presets = protocol.CROSSFIT_PRESETS
     config, frozen = load_checkpoint(embedded.model_dir())
+  study = crossfit.build_study(
+      presets, upstreams=args.upstream, methods=args.methods, targets=args.targets,
+      seeds=args.seeds, steps=args.steps, eval_every=args.eval_every,
+      batch_sizes=args.batch_sizes, learning_rates=learning_rates,
+      upstream_steps=args.upstream_steps, checkpoints=args.checkpoints)
   report = crossfit.run_study(config, frozen, universe, study, args.out,
                               protocol_note=" ".join(sys.argv[1:]))
   print(f"report: {report}")

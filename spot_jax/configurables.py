@@ -12,7 +12,9 @@ import gin
 from spot_jax import embedded, peft
 from spot_jax.data import local
 from spot_jax.embedded import protocol as embedded_protocol
-from spot_jax.train import optim, trainer
+from spot_jax.peft import trees
+from spot_jax.study import crossfit
+from spot_jax.train import meta, optim, trainer
 from tasks import catalog
 from spot_jax.train import inference  # noqa: E402
 
@@ -43,7 +45,9 @@ for _fn, _name in [(embedded_model_dir, "embedded_model_dir"),
                    (peft.FromFileInit, "FromFileInit"),
                    (peft.WeightedCombinationInit, "WeightedCombinationInit"),
                    (local.set_data_dir, "set_data_dir"),
-                   (catalog.set_mixture_limit, "set_mixture_limit")]:
+                   (catalog.set_mixture_limit, "set_mixture_limit"),
+                   (trees.Method, "Method"), (meta.MetaConfig, "MetaConfig"),
+                   (crossfit.Upstream, "Upstream"), (crossfit.Presets, "crossfit_presets")]:
   gin.external_configurable(_fn, name=_name)
 
 # The embedded protocol's numbers, bound by gin_configs/embedded/*.gin as %EMBEDDED_*.

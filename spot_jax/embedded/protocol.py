@@ -91,6 +91,9 @@ CROSSFIT_LEARNING_RATES = {"prompt": (1.0, 0.1, 0.03), "prefix": (0.03, 0.3, 0.1
 # as SGD has no per-parameter normalisation.
 CROSSFIT_UPSTREAM_LEARNING_RATES = {"prompt": 0.1, "prefix": 0.03, "adapter": 3e-4, "full": 3e-4}
 CROSSFIT_INNER_LEARNING_RATES = {"prompt": 1.0, "prefix": 0.3, "adapter": 0.01, "full": 0.01}
+CROSSFIT_META = {m: MetaConfig("maml", inner_lr=CROSSFIT_INNER_LEARNING_RATES[m],
+                               outer_lr=CROSSFIT_UPSTREAM_LEARNING_RATES[m], inner_batch_size=8,
+                               meta_batch_size=4) for m in CROSSFIT_METHODS}
 
 
 def crossfit_universe() -> Universe:
@@ -107,6 +110,5 @@ def crossfit_universe() -> Universe:
 
 CROSSFIT_PRESETS = Presets(
     methods=CROSSFIT_METHODS, learning_rates=CROSSFIT_LEARNING_RATES,
-    upstream=Upstream(learning_rates=CROSSFIT_UPSTREAM_LEARNING_RATES,
-                      inner_learning_rates=CROSSFIT_INNER_LEARNING_RATES, batch_size=BATCH_SIZE,
-                      meta=MetaConfig("maml", inner_batch_size=8, meta_batch_size=4)))
+    upstream=Upstream(learning_rates=CROSSFIT_UPSTREAM_LEARNING_RATES, meta=CROSSFIT_META,
+                      batch_size=BATCH_SIZE))

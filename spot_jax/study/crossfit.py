@@ -98,15 +98,14 @@ class Downstream:
 
 @dataclasses.dataclass(frozen=True)
 class Upstream:
-  """Upstream learning per method: MTL (AdamW at `learning_rates[method]`, batch `batch_size`) and
-  MAML (`meta`: algorithm, inner lr/batch, meta-batch; outer AdamW at `learning_rates[method]`),
-  `steps` steps each, the dev mixture scored every `eval_every` steps."""
+  """Upstream learning per method: MTL with AdamW at `learning_rates[method]` and batch
+  `batch_size`; MAML-family with `meta[method]` (algorithm, inner SGD lr and batch, tasks per
+  step, outer AdamW lr). `steps` steps each; the dev mixture is scored every `eval_every`."""
   learning_rates: Mapping[str, float]
-  inner_learning_rates: Mapping[str, float]
+  meta: Mapping[str, meta.MetaConfig]
   steps: int = 1000
   batch_size: int = 32
   eval_every: int = 250
-  meta: meta.MetaConfig = meta.MetaConfig()
   num_dev_examples: Optional[int] = None
 
 
@@ -166,22 +165,6 @@ def build_study(presets: Presets, *, upstreams: Sequence[str] = UPSTREAMS,
                upstream=upstream, upstreams=tuple(upstreams),
                targets=tuple(targets) if targets else None, seeds=tuple(seeds) if seeds else None,
                checkpoints=tuple(checkpoints))
-
-
-# The seed's §4.4 values for T5 (v1.1 base): prompt 100 tokens, adapters of hidden dim 64; the
-# downstream lists of its MTL rows (MAML's prompt list ends at 1e-4 instead of 1e-3); upstream MTL
-# lr 1e-4 with batch 32 for 34,600 steps; MAML outer and inner lr 1e-4, inner batch 4, 4 tasks per
-# outer step (CrossFit: train batch 1 with 4 accumulation steps). Prefix tuning is not in the
-# seed's tables; its list is the prompt's.
-SEED_T5 = Presets(
-    methods={"prompt": trees.Method("prompt", prompt_length=100),
-             "prefix": trees.Method("prefix", prefix_length=10),
-             "adapter": trees.Method("adapter", bottleneck=64), "full": trees.Method("full")},
-    learning_rates={"prompt": (1e-2, 5e-3, 1e-3), "prefix": (1e-2, 5e-3, 1e-3),
-                    "adapter": (1e-4, 5e-5, 1e-6), "full": (1e-5, 3e-5, 1e-4)},
-    upstream=Upstream(learning_rates=dict.fromkeys(trees.METHODS, 1e-4),
-                      inner_learning_rates=dict.fromkeys(trees.METHODS, 1e-4), steps=34_600,
-                      batch_size=32, eval_every=3_460, meta=meta.SEED_T5))
 
 
 def _say(message: str) -> None:
@@ -321,11 +304,11 @@ class Runner:
           best, best_score = jax.device_get(state.trainable), dev[i]
     return best, jax.device_get(state.trainable), dev
 
-  def meta_train(self, trainable: Mapping, *, learning_rate: float, inner_lr: float, seed: int,
-                 steps: int, eval_every: int) -> tuple[dict, dict, dict[int, float]]:
+  def meta_train(self, trainable: Mapping, cfg: meta.MetaConfig, *, seed: int, steps: int,
+                 eval_every: int) -> tuple[dict, dict, dict[int, float]]:
     """MAML-family upstream: each step samples meta_batch upstream tasks; support from a task's
     train split, query from its dev split, both inner_batch examples."""
-    cfg, up = self.study.upstream.meta, self.study.upstream
+    up = self.study.upstream
     tasks = self.universe.upstream_tasks
     lengths = self.universe.feature_lengths(self.universe.upstream_mixture)
 
@@ -339,13 +322,13 @@ class Runner:
                                      algorithm=cfg.algorithm, inner_steps=cfg.inner_steps),
                    donate_argnums=(0,))
     rng = np.random.RandomState(seed)
-    state = self.state(trainable, learning_rate, seed)
+    state = self.state(trainable, cfg.outer_lr, seed)
     dev: dict[int, float] = {}
     best, best_score = None, -np.inf
     for i in range(1, steps + 1):
       chosen = rng.choice(len(tasks), cfg.meta_batch_size, replace=len(tasks) < cfg.meta_batch_size)
       stack = lambda its: jax.tree.map(lambda *b: np.stack(b), *[next(its[tasks[j]]) for j in chosen])  # noqa: E731
-      state, metrics = step(state, stack(supports), stack(queries), inner_lr=jnp.float32(inner_lr))
+      state, metrics = step(state, stack(supports), stack(queries), inner_lr=jnp.float32(cfg.inner_lr))
       if i % eval_every == 0 or i == steps:
         loss = float(metrics["query_loss"])
         if not np.isfinite(loss):
@@ -371,9 +354,8 @@ class Runner:
                                   eval_every=up.eval_every, seed=0,
                                   dev_examples=up.num_dev_examples)
     else:
-      best, last, dev = self.meta_train(trainable, learning_rate=up.learning_rates[cell.method],
-                                        inner_lr=up.inner_learning_rates[cell.method], seed=0,
-                                        steps=up.steps, eval_every=up.eval_every)
+      best, last, dev = self.meta_train(trainable, up.meta[cell.method], seed=0, steps=up.steps,
+                                        eval_every=up.eval_every)
     save_tree(cell.tree_path(out, "best"), best)
     save_tree(cell.tree_path(out, "last"), last)
     best_step = max(dev, key=lambda s: (dev[s], -s))

@@ -175,9 +175,3 @@ class MetaConfig:
     for name in ("inner_lr", "outer_lr"):
       if not getattr(self, name) > 0:
         raise MetaError(f"MetaConfig.{name} must be > 0, got {getattr(self, name)!r}")
-
-
-# The seed paper's §4.4 MAML upstream values for T5: outer lr 1e-4, inner lr 1e-4, inner batch 4,
-# train batch 1 (one task per outer step), one inner step (CrossFit's default inner_step).
-SEED_T5 = MetaConfig(algorithm="maml", inner_lr=1e-4, outer_lr=1e-4, inner_batch_size=4,
-                     meta_batch_size=1, inner_steps=1)

@@ -87,3 +87,24 @@ def test_study_crossfit_passes_its_grid_to_the_study(tmp_path, monkeypatch):
   assert study.downstream.batch_sizes == (8,) and study.downstream.steps == 300
   assert study.upstream.steps == 50 and study.checkpoints == ("best",)
   assert study.methods["prompt"].prompt_length == 20  # the embedded presets
+
+
+def test_the_seed_t5_gin_presets_hold_the_seeds_section_4_4_values():
+  import gin
+  from spot_jax import gin_utils
+  gin_utils.parse([cli.GYM_PRESETS, "models/t5_1_1_base.gin"], [], [])
+  presets = gin.get_configurable("crossfit_presets")()
+  gin.clear_config()
+  assert {m: presets.methods[m].name for m in presets.methods} == {
+      "prompt": "prompt", "prefix": "prefix", "adapter": "adapter", "full": "full"}
+  assert presets.methods["prompt"].prompt_length == 100
+  assert presets.methods["adapter"].bottleneck == 64
+  # §4.4, MTL rows, T5: prompt, adapter and (model) T5 learning-rate lists
+  assert presets.learning_rates["prompt"] == (1e-2, 5e-3, 1e-3)
+  assert presets.learning_rates["adapter"] == (1e-4, 5e-5, 1e-6)
+  assert presets.learning_rates["full"] == (1e-5, 3e-5, 1e-4)
+  up = presets.upstream
+  assert up.steps == 34_600 and up.batch_size == 32 and set(up.learning_rates.values()) == {1e-4}
+  for config in up.meta.values():  # MAML: outer 1e-4, inner 1e-4, inner batch 4, one inner step
+    assert (config.algorithm, config.outer_lr, config.inner_lr, config.inner_batch_size,
+            config.inner_steps) == ("maml", 1e-4, 1e-4, 4, 1)

@@ -61,10 +61,10 @@ PRESETS = crossfit.Presets(
     methods={"prompt": trees.Method("prompt", prompt_length=3, vocab_limit=200),
              "adapter": trees.Method("adapter", bottleneck=4)},
     learning_rates={"prompt": (0.1, 0.01), "adapter": (1e-2,)},
-    upstream=crossfit.Upstream(learning_rates={"prompt": 0.1, "adapter": 1e-2},
-                               inner_learning_rates={"prompt": 0.1, "adapter": 1e-2},
-                               batch_size=4, meta=MetaConfig("maml", inner_batch_size=2,
-                                                             meta_batch_size=2)))
+    upstream=crossfit.Upstream(
+        learning_rates={"prompt": 0.1, "adapter": 1e-2}, batch_size=4,
+        meta={m: MetaConfig("maml", inner_lr=lr, outer_lr=lr, inner_batch_size=2, meta_batch_size=2)
+              for m, lr in (("prompt", 0.1), ("adapter", 1e-2))}))
 
 
 def test_cells_cover_the_grid_once_and_name_their_upstream_tree():

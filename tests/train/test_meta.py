@@ -175,9 +175,3 @@ def test_bad_algorithm_and_inner_steps_raise():
   with pytest.raises(meta.MetaError, match="meta_batch_size must be an integer >= 1"):
     meta.MetaConfig(meta_batch_size=0)
   assert issubclass(meta.MetaError, meta.SpotError)
-
-
-def test_seed_t5_preset_is_the_seed_papers_maml_setting():
-  config = meta.SEED_T5
-  assert (config.algorithm, config.outer_lr, config.inner_lr, config.inner_batch_size,
-          config.meta_batch_size, config.inner_steps) == ("maml", 1e-4, 1e-4, 4, 1, 1)
