@@ -287,28 +287,17 @@ class Runner:
            ) -> tuple[dict, dict, dict[int, float]]:
     """(best-dev tree, last tree, {step: dev score}) of training on `task`'s `split`; dev is the
     validation split of `dev_task` (default: `task`)."""
-    state = self.state(trainable, learning_rate, seed)
     batches = train_batches(task, split=split, feature_lengths=self.universe.feature_lengths(task),
                             global_batch_size=batch_size, seed=seed)
-    dev: dict[int, float] = {}
-    best, best_score = None, -np.inf
-    for i in range(1, steps + 1):
-      state, metrics = self.step_fn(state, self.frozen, next(batches))
-      if i % eval_every == 0 or i == steps:
-        loss = float(metrics["loss"])
-        if not np.isfinite(loss):
-          raise CrossFitError(f"{task}: loss {loss} at step {i} (learning rate {learning_rate}); "
-                              "lower the learning rate")
-        dev[i] = self.score(dev_task or task, "validation", state.trainable, dev_examples)
-        if dev[i] > best_score:
-          best, best_score = jax.device_get(state.trainable), dev[i]
-    return best, jax.device_get(state.trainable), dev
+    return self._loop(self.state(trainable, learning_rate, seed),
+                      lambda state: self.step_fn(state, self.frozen, next(batches)),
+                      steps=steps, eval_every=eval_every, loss="loss",
+                      dev=(dev_task or task, dev_examples), what=f"{task} at lr {learning_rate}")
 
   def meta_train(self, trainable: Mapping, cfg: meta.MetaConfig, *, seed: int, steps: int,
                  eval_every: int) -> tuple[dict, dict, dict[int, float]]:
     """MAML-family upstream: each step samples meta_batch upstream tasks; support from a task's
     train split, query from its dev split, both inner_batch examples."""
-    up = self.study.upstream
     tasks = self.universe.upstream_tasks
     lengths = self.universe.feature_lengths(self.universe.upstream_mixture)
 
@@ -322,22 +311,35 @@ class Runner:
                                      algorithm=cfg.algorithm, inner_steps=cfg.inner_steps),
                    donate_argnums=(0,))
     rng = np.random.RandomState(seed)
-    state = self.state(trainable, cfg.outer_lr, seed)
-    dev: dict[int, float] = {}
+
+    def advance(state):
+      chosen = [tasks[j] for j in rng.choice(len(tasks), cfg.meta_batch_size,
+                                             replace=len(tasks) < cfg.meta_batch_size)]
+      stack = lambda its: jax.tree.map(lambda *b: np.stack(b), *[next(its[t]) for t in chosen])  # noqa: E731
+      return step(state, stack(supports), stack(queries), inner_lr=jnp.float32(cfg.inner_lr))
+    dev = (self.universe.dev_mixture or self.universe.upstream_mixture,
+           self.study.upstream.num_dev_examples)
+    return self._loop(self.state(trainable, cfg.outer_lr, seed), advance, steps=steps,
+                      eval_every=eval_every, loss="query_loss", dev=dev,
+                      what=f"{cfg.algorithm} at outer lr {cfg.outer_lr}, inner lr {cfg.inner_lr}")
+
+  def _loop(self, state: TrainState, advance: Callable, *, steps: int, eval_every: int, loss: str,
+            dev: tuple[str, Optional[int]], what: str) -> tuple[dict, dict, dict[int, float]]:
+    """Runs `advance` (state -> (state, metrics)) `steps` times; every `eval_every` steps and at
+    the end checks the loss is finite and scores the tree on the validation split of dev[0]."""
+    scores: dict[int, float] = {}
     best, best_score = None, -np.inf
     for i in range(1, steps + 1):
-      chosen = rng.choice(len(tasks), cfg.meta_batch_size, replace=len(tasks) < cfg.meta_batch_size)
-      stack = lambda its: jax.tree.map(lambda *b: np.stack(b), *[next(its[tasks[j]]) for j in chosen])  # noqa: E731
-      state, metrics = step(state, stack(supports), stack(queries), inner_lr=jnp.float32(cfg.inner_lr))
+      state, metrics = advance(state)
       if i % eval_every == 0 or i == steps:
-        loss = float(metrics["query_loss"])
-        if not np.isfinite(loss):
-          raise CrossFitError(f"MAML: query loss {loss} at step {i}; lower the learning rates")
-        dev[i] = self.score(self.universe.dev_mixture or self.universe.upstream_mixture,
-                            "validation", state.trainable, up.num_dev_examples)
-        if dev[i] > best_score:
-          best, best_score = jax.device_get(state.trainable), dev[i]
-    return best, jax.device_get(state.trainable), dev
+        value = float(metrics[loss])
+        if not np.isfinite(value):
+          raise CrossFitError(f"{what}: {loss} {value} at step {i}; lower the learning rate")
+        scores[i] = self.score(dev[0], "validation", state.trainable, dev[1])
+        if scores[i] > best_score:
+          best, best_score = jax.device_get(state.trainable), scores[i]
+    last = jax.device_get(state.trainable)
+    return (last if best is None else best), last, scores  # best None: every dev score NaN
 
   # ------------------------------------------------------------------------------ cells
 
@@ -358,7 +360,7 @@ class Runner:
                                         eval_every=up.eval_every)
     save_tree(cell.tree_path(out, "best"), best)
     save_tree(cell.tree_path(out, "last"), last)
-    best_step = max(dev, key=lambda s: (dev[s], -s))
+    best_step = best_dev_step(dev)
     seconds = time.perf_counter() - start
     _say(f"upstream {cell.upstream} {cell.method}: best dev {dev[best_step]:.1f} at step "
          f"{best_step} of {up.steps} ({seconds:.0f} s)")
@@ -375,12 +377,17 @@ class Runner:
     best, _, dev = self.tune(trainable, task, learning_rate=cell.learning_rate,
                              batch_size=cell.batch_size, steps=down.steps,
                              eval_every=down.eval_every, seed=cell.seed)
-    best_step = max(dev, key=lambda s: (dev[s], -s))
+    best_step = best_dev_step(dev)
     test = self.score(task, "test", best, down.num_test_examples)
     tunable = trees.count_params(trees.materialize(best))
     return {"score": test, "test_score": test, "dev_score": dev[best_step], "best_step": best_step,
             "dev": dev, "tunable_params": tunable, "frozen_params": self.frozen_params,
             "seconds": time.perf_counter() - start}
+
+
+def best_dev_step(dev: Mapping[int, float]) -> int:
+  """The step of the best dev score, the earliest on ties; NaN scores never win."""
+  return max(dev, key=lambda s: (-np.inf if np.isnan(dev[s]) else dev[s], -s))
 
 
 def _deterministic_loss(trainable, batch, *, frozen, config):
