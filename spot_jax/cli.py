@@ -164,7 +164,7 @@ def _cmd_crossfit(args: argparse.Namespace) -> None:
       batch_sizes=args.batch_sizes, learning_rates=learning_rates,
       upstream_steps=args.upstream_steps, checkpoints=args.checkpoints)
   report = crossfit.run_study(config, frozen, universe, study, args.out,
-                              protocol_note=" ".join(sys.argv[1:]))
+                              protocol_note=" ".join(sys.argv[1:]), baseline_dir=args.baseline_dir)
   print(f"report: {report}")
 
 
@@ -452,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "seed T5 34,600)")
   p.add_argument("--checkpoints", nargs="+", default=list(CHECKPOINTS), choices=CHECKPOINTS,
                  help="which upstream trees transfer (default: both best-dev and last)")
+  p.add_argument("--baseline_dir", help="ARG against the none/full cells of this other study "
+                 "directory (same model and targets) instead of this study's own")
   p.add_argument("--gym", action="store_true", help="the CrossFit Gym TSVs (set_data_dir) with "
                  "the model of --gin_file (MODEL_CONFIG, INITIAL_CHECKPOINT_PATH)")
   p.add_argument("--gin_file", action="append", default=[])

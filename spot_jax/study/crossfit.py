@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import json
 import sys
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -217,7 +218,7 @@ class DownstreamCell:
 
 def downstream_cells(study: Study, universe: Universe) -> list[DownstreamCell]:
   """Every downstream cell, method-major so each method's runs share compiled steps."""
-  targets = study.targets or universe.targets
+  targets = study_targets(study, universe)
   seeds = study.seeds or universe.seeds
   upstreams = [u if u == "none" else f"{u}-{c}" for u in study.upstreams
                for c in (("",) if u == "none" else study.checkpoints)]
@@ -398,14 +399,23 @@ def _deterministic_loss(trainable, batch, *, frozen, config):
 # ----------------------------------------------------------------------------------- driver
 
 
+def load_cells(out: str | epath.PathLike) -> list[dict]:
+  """Every finished downstream cell's record under `out` (any study's)."""
+  out = epath.Path(out)
+  paths = [p for p in out.glob("cells/*/*/*/seed*.json") if not p.name.startswith(".")]
+  return [json.loads(p.read_text()) for p in sorted(paths)]
+
+
 def run_study(config: T5Config, frozen, universe: Universe, study: Study,
               out: str | epath.PathLike, *, protocol_note: str = "", poll_seconds: float = 20.0,
-              progress: bool = True) -> Optional[epath.Path]:
+              progress: bool = True, baseline_dir: Optional[str | epath.PathLike] = None
+              ) -> Optional[epath.Path]:
   """Runs (or resumes, or joins) the study in `out`; writes the report when every cell is done.
 
   Upstream cells run first; a downstream cell runs once its upstream tree exists. Cells another
   process has claimed are left to it; when only those remain this process waits for them, then
-  writes the report (so the last process to finish writes the complete one)."""
+  writes the report (so the last process to finish writes the complete one). `baseline_dir`:
+  ARG against full tuning without upstream as another study directory holds it (same model)."""
   out = epath.Path(out)
   runner = Runner(config, frozen, universe, study)
   upstream = [UpstreamCell(u, m) for u in study.upstreams if u != "none" for m in study.methods]
@@ -423,9 +433,22 @@ def run_study(config: T5Config, frozen, universe: Universe, study: Study,
     _say(f"{len(cells) - len(finished)} cells are with other processes; waiting")
     time.sleep(poll_seconds)
   baseline = baseline_of(study)
-  note = (f"{protocol_note}\n\nBaseline of ARG: {baseline[0]}/{baseline[1]}"
-          f"{'' if baseline == crossfit_report.DEFAULT_BASELINE else ' (the study has no none/full cells)'}.")
+  if baseline_dir is not None:
+    baseline = crossfit_report.DEFAULT_BASELINE
+    borrowed = [r for r in load_cells(baseline_dir)
+                if (r["upstream"], r["method"]) == baseline and r["target"] in study_targets(study, universe)]
+    if not borrowed:
+      raise CrossFitError(f"{baseline_dir} holds no finished none/full cells of this study's "
+                          "targets; run `--upstream none --methods full` there first")
+    finished = [r for r in finished if (r["upstream"], r["method"]) != baseline] + borrowed
+  source = f" from {baseline_dir}" if baseline_dir is not None else (
+      "" if baseline == crossfit_report.DEFAULT_BASELINE else " (the study has no none/full cells)")
+  note = f"{protocol_note}\n\nBaseline of ARG: {baseline[0]}/{baseline[1]}{source}."
   return crossfit_report.write_report(finished, out, baseline=baseline, protocol_note=note)
+
+
+def study_targets(study: Study, universe: Universe) -> tuple[str, ...]:
+  return study.targets or universe.targets
 
 
 def baseline_of(study: Study) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 resumes without recomputing anything."""
 
 import csv
+import json
 import functools
 import os
 import socket
@@ -174,3 +175,29 @@ def test_a_finished_study_is_never_recomputed(finished_study, monkeypatch):
   monkeypatch.setattr(crossfit.Runner, "run_downstream", fail)
   crossfit.run_study(CONFIG, frozen, UNIVERSE, study, out, progress=False)
   assert (out / "results.csv").read_text() == before
+
+
+def test_arg_against_the_full_tuning_cells_of_another_study_directory(finished_study, tmp_path):
+  out, study, frozen, _ = finished_study
+  other = tmp_path / "other"
+  cells = crossfit.load_cells(out)
+  assert len(cells) == 15 and {c["method"] for c in cells} == {"prompt", "adapter"}
+  # A "baseline study" whose none/full cells copy the prompt cells (same dev scores, so the same
+  # selection) with test scores doubled: ARG of none/prompt is then (P - 2P) / 2P = -50 %.
+  for c in cells:
+    if c["upstream"] == "none" and c["method"] == "prompt":
+      cell = crossfit.DownstreamCell("none", "full", c["target"], c["seed"], c["learning_rate"],
+                                     c["batch_size"])
+      record = {**c, **cell.fields(), "test_score": 2 * c["test_score"], "score": 2 * c["test_score"]}
+      path = other / cell.key
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(json.dumps(record))
+  report = crossfit.run_study(CONFIG, frozen, UNIVERSE, study, out, progress=False,
+                              baseline_dir=other)
+  text = report.read_text()
+  assert f"Baseline of ARG: none/full from {other}" in text
+  assert "| none      | prompt  | -50.0 ± 0.0" in text
+  assert "| none      | full    | +0.0 ± 0.0" in text
+  with pytest.raises(crossfit.CrossFitError, match="holds no finished none/full cells"):
+    crossfit.run_study(CONFIG, frozen, UNIVERSE, study, out, progress=False,
+                       baseline_dir=tmp_path / "empty")
