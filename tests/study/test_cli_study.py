@@ -108,3 +108,34 @@ def test_the_seed_t5_gin_presets_hold_the_seeds_section_4_4_values():
   for config in up.meta.values():  # MAML: outer 1e-4, inner 1e-4, inner batch 4, one inner step
     assert (config.algorithm, config.outer_lr, config.inner_lr, config.inner_batch_size,
             config.inner_steps) == ("maml", 1e-4, 1e-4, 4, 1)
+
+
+def test_study_crossfit_gym_runs_from_gin_with_a_real_t5x_checkpoint(tmp_path, capsys,
+                                                                    tiny_t5x_checkpoint):
+  """The Gym path end to end on sample TSVs: gin presets + model gin + the t5x fixture. The tiny
+  model decodes no CB label, so the full-tuning baseline scores 0 and ARG is refused, naming the
+  task, after every cell is on disk."""
+  from spot_jax.data import local
+  from spot_jax.study import crossfit
+  from tasks import crossfit as gym
+  for relative, text in gym.SAMPLE_FILES.items():
+    if relative.startswith("crossfit/superglue-cb/"):
+      (tmp_path / "data" / relative).parent.mkdir(parents=True, exist_ok=True)
+      (tmp_path / "data" / relative).write_text(text)
+  local.set_data_dir(str(tmp_path / "data"))
+  try:
+    code = cli.main(["study", "crossfit", "--gym", "--out", str(tmp_path / "o"),
+                     "--gin_file", "models/t5_1_1_tiny.gin",
+                     f"--gin.INITIAL_CHECKPOINT_PATH='{tiny_t5x_checkpoint}'", "--upstream", "none",
+                     "--methods", "prompt", "full", "--targets", "superglue-cb", "--seeds", "13",
+                     "--steps", "2", "--eval_every", "1", "--batch_sizes", "2"])
+  finally:
+    local.set_data_dir(None)
+  assert code == 2
+  assert "task superglue-cb has baseline score 0" in capsys.readouterr().err
+  cells = crossfit.load_cells(tmp_path / "o")
+  assert {(c["method"], c["learning_rate"]) for c in cells} == {
+      ("prompt", 1e-2), ("prompt", 5e-3), ("prompt", 1e-3),  # the seed's presets
+      ("full", 1e-5), ("full", 3e-5), ("full", 1e-4)}
+  prompt = next(c for c in cells if c["method"] == "prompt")
+  assert prompt["tunable_params"] == 100 * 4  # 100 tokens x emb 4 (t5_1_1_tiny)
