@@ -38,7 +38,7 @@ import numpy as np
 import optax
 from etils import epath
 
-from spot_jax.data.pipeline import train_batches
+from spot_jax.data.pipeline import converted_dataset, train_batches
 from spot_jax.errors import SpotError
 from spot_jax.io import atomic_write
 from spot_jax.model.config import T5Config
@@ -301,22 +301,26 @@ class Runner:
     train split, query from its dev split, both inner_batch examples."""
     tasks = self.universe.upstream_tasks
     lengths = self.universe.feature_lengths(self.universe.upstream_mixture)
-
-    def stream(task, split):
-      return train_batches(task, split=split, feature_lengths=lengths,
-                           global_batch_size=cfg.inner_batch_size, seed=seed)
-    supports = {t: stream(t, "train") for t in tasks}
-    queries = {t: stream(t, "validation") for t in tasks}
+    # k-shot splits are small: held in memory, and support / query batches are drawn from them
+    # (with replacement, as CrossFit's meta-learning loader does), instead of 2 x len(tasks)
+    # endless tf.data pipelines (tearing that many down deadlocked a run).
+    supports = {t: split_arrays(t, "train", lengths) for t in tasks}
+    queries = {t: split_arrays(t, "validation", lengths) for t in tasks}
     loss_fn = functools.partial(_deterministic_loss, frozen=self.frozen, config=self.config)
     step = jax.jit(functools.partial(meta.meta_train_step, loss_fn=loss_fn, optimizer=self.optimizer,
                                      algorithm=cfg.algorithm, inner_steps=cfg.inner_steps),
                    donate_argnums=(0,))
     rng = np.random.RandomState(seed)
 
+    def draw(arrays):  # inner_batch examples of one task
+      rows = rng.choice(len(arrays["encoder_input_tokens"]), cfg.inner_batch_size,
+                        replace=len(arrays["encoder_input_tokens"]) < cfg.inner_batch_size)
+      return {k: v[rows] for k, v in arrays.items()}
+
     def advance(state):
       chosen = [tasks[j] for j in rng.choice(len(tasks), cfg.meta_batch_size,
                                              replace=len(tasks) < cfg.meta_batch_size)]
-      stack = lambda its: jax.tree.map(lambda *b: np.stack(b), *[next(its[t]) for t in chosen])  # noqa: E731
+      stack = lambda split: jax.tree.map(lambda *b: np.stack(b), *[draw(split[t]) for t in chosen])  # noqa: E731
       return step(state, stack(supports), stack(queries), inner_lr=jnp.float32(cfg.inner_lr))
     dev = (self.universe.dev_mixture or self.universe.upstream_mixture,
            self.study.upstream.num_dev_examples)
@@ -384,6 +388,16 @@ class Runner:
     return {"score": test, "test_score": test, "dev_score": dev[best_step], "best_step": best_step,
             "dev": dev, "tunable_params": tunable, "frozen_params": self.frozen_params,
             "seconds": time.perf_counter() - start}
+
+
+def split_arrays(task: str, split: str, lengths: Mapping[str, int]) -> dict[str, np.ndarray]:
+  """Every example of a (small) split as model-feature arrays [N, L], read once to the end."""
+  ds = converted_dataset(task, split=split, feature_lengths=lengths, shuffle=False, seed=None,
+                         num_epochs=1)
+  batches = list(ds.batch(4096).as_numpy_iterator())
+  if not batches:
+    raise CrossFitError(f"{task} has no {split} examples")
+  return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
 def best_dev_step(dev: Mapping[int, float]) -> int:
