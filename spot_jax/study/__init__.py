@@ -5,4 +5,7 @@ cell); `tables` turns the cell results into the paper's tables (relative error r
 transfers, retrieval summary) and `stats` computes the statistics (Pearson r, p and the r that
 significance needs); `figures` draws the paper's figures (transfer heatmap, task-similarity
 clustermap, similarity vs transfer scatter plots) from those numbers; `transfer` runs the study.
+
+The CrossFit PEFT study (seed 002): `crossfit` runs its upstream and downstream cells (on the same
+resumable, claimable grid), `crossfit_report` selects by dev and writes ARG tables and the figure.
 """

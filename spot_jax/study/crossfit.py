@@ -43,13 +43,14 @@ from spot_jax.errors import SpotError
 from spot_jax.io import atomic_write
 from spot_jax.model.config import T5Config
 from spot_jax.peft import trees
-from spot_jax.study import crossfit_report, grid
+from spot_jax.study import grid
 from spot_jax.train import meta, step as train_step_lib
 from spot_jax.train.evaluation import Validator, score_of
 from spot_jax.train.state import TrainState
 
 UPSTREAMS = ("none", "mtl", "maml")
 CHECKPOINTS = ("best", "last")
+BASELINE = ("none", "full")  # ARG's default baseline: full-model tuning without upstream
 
 
 class CrossFitError(SpotError):
@@ -444,11 +445,13 @@ def run_study(config: T5Config, frozen, universe: Universe, study: Study,
     finished = [r for r in records if r]
     if len(finished) == len(cells):
       break
-    _say(f"{len(cells) - len(finished)} cells are with other processes; waiting")
+    _say(f"{len(cells) - len(finished)} cells are running in other processes or wait for an "
+         f"upstream tree another process is training; waiting")
     time.sleep(poll_seconds)
+  from spot_jax.study import crossfit_report  # matplotlib: only when a report is written
   baseline = baseline_of(study)
   if baseline_dir is not None:
-    baseline = crossfit_report.DEFAULT_BASELINE
+    baseline = BASELINE
     borrowed = [r for r in load_cells(baseline_dir)
                 if (r["upstream"], r["method"]) == baseline and r["target"] in study_targets(study, universe)]
     if not borrowed:
@@ -456,7 +459,7 @@ def run_study(config: T5Config, frozen, universe: Universe, study: Study,
                           "targets; run `--upstream none --methods full` there first")
     finished = [r for r in finished if (r["upstream"], r["method"]) != baseline] + borrowed
   source = f" from {baseline_dir}" if baseline_dir is not None else (
-      "" if baseline == crossfit_report.DEFAULT_BASELINE else " (the study has no none/full cells)")
+      "" if baseline == BASELINE else " (the study has no none/full cells)")
   note = f"{protocol_note}\n\nBaseline of ARG: {baseline[0]}/{baseline[1]}{source}."
   return crossfit_report.write_report(finished, out, baseline=baseline, protocol_note=note)
 
@@ -469,7 +472,7 @@ def baseline_of(study: Study) -> tuple[str, str]:
   """The seed's baseline, full-model tuning without upstream, when the study runs it; otherwise
   its first upstream x method (ARG is then relative to that)."""
   if "none" in study.upstreams and "full" in study.methods:
-    return crossfit_report.DEFAULT_BASELINE
+    return BASELINE
   first = study.upstreams[0]
   if first != "none":
     first = f"{first}-{study.checkpoints[0]}"

@@ -36,7 +36,7 @@ Record = Mapping[str, Any]
 KEY_FIELDS = ("upstream", "method", "target", "seed")
 FIELDS = (*KEY_FIELDS, "learning_rate", "batch_size", "best_step", "dev_score", "test_score",
           "tunable_params", "frozen_params", "seconds", "dev")
-DEFAULT_BASELINE = ("none", "full")
+DEFAULT_BASELINE = ("none", "full")  # = spot_jax.study.crossfit.BASELINE
 # Display order of the methods the study runs; other names follow alphabetically.
 METHOD_ORDER = ("prompt", "prefix", "adapter", "full")
 # Seed paper Table 3 (CrossFit classification split; the paper does not restate its PLM there):
