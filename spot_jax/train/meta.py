@@ -144,10 +144,8 @@ def meta_train_step(state: TrainState, supports: Batch, queries: Batch, *, loss_
   """
   grads, metrics = meta_gradient(loss_fn, state.trainable, supports, queries, inner_lr=inner_lr,
                                  algorithm=algorithm, inner_steps=inner_steps)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
-  trainable = optax.apply_updates(state.trainable, updates)
   metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
-  return state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state), metrics
+  return state.apply_gradients(grads, optimizer), metrics
 
 
 @dataclasses.dataclass(frozen=True)

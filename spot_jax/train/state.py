@@ -23,6 +23,12 @@ class TrainState:
   opt_state: optax.OptState
   rng: jax.Array  # dropout key; split once per step
 
+  def apply_gradients(self, grads: Any, optimizer: optax.GradientTransformation) -> "TrainState":
+    """One optimizer update of the trainable tree with `grads`; step + 1, rng untouched."""
+    updates, opt_state = optimizer.update(grads, self.opt_state, self.trainable)
+    return self.replace(step=self.step + 1, trainable=optax.apply_updates(self.trainable, updates),
+                        opt_state=opt_state)
+
   @classmethod
   def create(cls, trainable: Trainable, optimizer: optax.GradientTransformation,
              seed: int) -> "TrainState":

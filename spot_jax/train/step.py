@@ -59,11 +59,8 @@ def train_step(state: TrainState, frozen: Any, batch: Batch, *, config: T5Config
   rng, dropout_rng = jax.random.split(state.rng)
   grad_fn = jax.value_and_grad(functools.partial(loss_fn, config=config, z_loss=z_loss), has_aux=True)
   (_, metrics), grads = grad_fn(state.trainable, frozen, batch, dropout_rng)  # d loss / d trainable
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
-  trainable = optax.apply_updates(state.trainable, updates)
   metrics["grad_norm"] = optax.global_norm(grads)
-  new_state = state.replace(step=state.step + 1, trainable=trainable, opt_state=opt_state, rng=rng)
-  return new_state, metrics
+  return state.apply_gradients(grads, optimizer).replace(rng=rng), metrics
 
 
 def eval_loss(trainable: Trainable, frozen: Any, batch: Batch, *, config: T5Config) -> Metrics:
