@@ -175,11 +175,20 @@ class MultiHeadAttention(nn.Module):
     k, v = kv if kv is not None else self.project_kv(inputs_kv)  # [B, S, H, D]
     if prefix_kv is not None:
       k, v, biases = prepend_kv(k, v, biases, prefix_kv)
+    # Heads first ([B, H, T, D]) before both products: XLA:CPU otherwise runs the value product
+    # as [B, H, D, T] plus a transpose (1.25x the train step at T5-small shapes, bench_peer).
+    q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
     logits_dtype = jnp.float32 if cfg.float32_attention_logits else q.dtype
-    logits = jnp.einsum("bthd,bshd->bhts", q.astype(logits_dtype), k.astype(logits_dtype))
-    weights = jax.nn.softmax(sum(biases, logits.astype(jnp.float32)), axis=-1)
-    weights = self.dropout(weights, deterministic=deterministic).astype(v.dtype)
-    y = jnp.einsum("bhts,bshd->bthd", weights, v)  # [B, T, H, D]
+    logits = jnp.einsum("bhtd,bhsd->bhts", q.astype(logits_dtype), k.astype(logits_dtype))
+    logits = sum(biases, logits.astype(jnp.float32))
+    # Softmax with the normalisation deferred past the value product: exp(l - max) @ v / sum
+    # divides [B, H, T, D] instead of [B, H, T, S] (1.14x the train step of bench_peer's
+    # peer_tiny); dropout, elementwise, commutes with the division.
+    unnormalized = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    denominator = jnp.sum(unnormalized, axis=-1, keepdims=True)  # [B, H, T, 1], float32
+    unnormalized = self.dropout(unnormalized, deterministic=deterministic).astype(v.dtype)
+    y = jnp.einsum("bhts,bhsd->bhtd", unnormalized, v) / denominator
+    y = y.astype(v.dtype).transpose(0, 2, 1, 3)  # [B, T, H, D]
     return self.out(y.reshape(y.shape[:2] + (-1,)))  # [B, T, H*D] -> [B, T, E]
 
 
