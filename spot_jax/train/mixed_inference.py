@@ -40,6 +40,7 @@ import numpy as np
 from etils import epath
 
 from spot_jax.errors import SpotError
+from spot_jax.io import atomic_write
 from spot_jax.library import retrieval
 from spot_jax.library.store import LibraryError, PromptLibrary
 from spot_jax.model import decoding
@@ -365,7 +366,6 @@ def infer_mixed(library: PromptLibrary, task_names: Sequence[str], output_file: 
         "metrics": task_metrics(task, [examples[i] for i in rows], [predictions[i] for i in rows],
                                 None if scores is None else scores[rows])}
   result["score"] = score_of({t: r["metrics"] for t, r in result["tasks"].items()})
-  from spot_jax.io import atomic_write
   out = epath.Path(output_file)
   atomic_write(out, "".join(line + "\n" for line in lines))
   atomic_write(metrics_path(out), json.dumps(result, indent=2))
