@@ -53,16 +53,22 @@ _GIN_COMMANDS = {
 }
 
 
-def _cmd_gin(args: argparse.Namespace) -> None:
-  """train / eval / infer: parse the gin files and overrides, then call the bound function."""
+def _import_modules(modules: Sequence[str]) -> None:
   import importlib
-  import gin
-  from spot_jax import gin_utils
-  for module in args.module:
+  for module in modules:
     try:
       importlib.import_module(module)
     except ImportError as e:
       raise SpotError(f"cannot import task module {module!r} ({e}); check --module / PYTHONPATH")
+
+
+def _cmd_gin(args: argparse.Namespace) -> None:
+  """train / eval / infer: parse the gin files and overrides, then call the bound function."""
+  if args.command == "infer" and args.tasks:
+    return _cmd_infer_mixed(args)
+  import gin
+  from spot_jax import gin_utils
+  _import_modules(args.module)
   name, required = _GIN_COMMANDS[args.command]
   gin_utils.parse(args.gin_file, args.gin_bindings, required)
   if args.command == "train":
@@ -72,6 +78,77 @@ def _cmd_gin(args: argparse.Namespace) -> None:
   fn()
   if args.command == "train":
     gin_utils.save_config(model_dir, "operative_config.gin", gin.operative_config_str())
+
+
+def _cmd_infer_mixed(args: argparse.Namespace) -> None:
+  """`infer --tasks`: mixed batches of several tasks, each with its library prompt."""
+  from spot_jax.peft import load_prompt_file
+  from spot_jax.train import mixed_inference as mixed
+  if args.gin_file or args.gin_bindings:
+    raise SpotError("infer --tasks takes plain flags, not gin: give the model with --checkpoint "
+                    "(and --config), or drop --tasks for the gin-configured infer")
+  if not args.out:
+    raise SpotError("infer --tasks needs --out PREDICTIONS.jsonl")
+  _import_modules(args.module)
+  library = _library(args.library)
+  embeddings = {task: load_prompt_file(path) for task, path in
+                mixed.parse_assignments(args.embedding, "--embedding", "EMB.npy").items()}
+  result = mixed.infer_mixed(
+      library, args.tasks, args.out, model=mixed.model_loader(library, args.checkpoint, args.config),
+      split=args.split, runs=mixed.parse_assignments(args.run, "--run", "RUN"),
+      embeddings=embeddings, embedding_run=args.embedding_run, metric=args.metric,
+      batch_size=args.batch_size, num_examples=args.num_examples, input_length=args.input_length,
+      target_length=args.target_length, verify_checksum=not args.no_model_check)
+  for task, record in result["tasks"].items():
+    prompt = record["prompt"]
+    how = "own" if prompt["via"] == "own" else f"retrieved, similarity {prompt['similarity']:.3f}"
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in record["metrics"].items())
+    print(f"{task:<34s} {record['num_examples']:5d} ex  prompt {prompt['source']}/{prompt['run']} "
+          f"({how})  {metrics}")
+  print(f"wrote {result['num_examples']} predictions to {args.out} and metrics to "
+        f"{mixed.metrics_path(args.out)} (score {result['score']:.2f})")
+
+
+def _infer_mixed_flags(p: argparse.ArgumentParser) -> None:
+  """The flags of `infer --tasks` (mixed-task inference from a prompt library)."""
+  from spot_jax.train.mixed_inference import DEFAULT_TARGET_LENGTH
+  g = p.add_argument_group(
+      "mixed-task inference (--tasks; plain flags, no gin)",
+      "Decode several seqio tasks in shared batches, each example with its own task's source "
+      "prompt from a prompt library. Writes OUT (one JSON line per example: task, index, batch, "
+      "inputs, target, prediction, prompt) and OUT minus .jsonl plus .metrics.json (each task's "
+      "seqio metrics and the prompt it used). A task without a source prompt of its own is "
+      "decoded with the prompt of its best-ranked library source by SPoT retrieval, which needs a "
+      "task embedding of the task: its own in the library (runs holding only task_embedding), or "
+      "one you supply with --embedding.")
+  g.add_argument("--tasks", nargs="+", metavar="TASK", help="seqio tasks (a mixture stands for "
+                 "its tasks) to decode together")
+  g.add_argument("--library", metavar="LIBRARY_DIR", help="prompt library (default: the "
+                 "library released with spot-jax, of the shipped embedded model)")
+  g.add_argument("--out", metavar="PREDICTIONS.jsonl", help="predictions file (required)")
+  g.add_argument("--split", default="validation")
+  g.add_argument("--run", action="append", metavar="TASK=RUN", help="decode TASK with its "
+                 "source prompt of library run RUN (default: its run with the best validation "
+                 "score); repeatable")
+  g.add_argument("--embedding", action="append", metavar="TASK=EMB.npy", help="decode TASK with "
+                 "the source prompt of the library task that retrieval ranks first for this task "
+                 "embedding (TASK itself excluded), e.g. from `spot-jax embed TASK EMB.npy`, or "
+                 "`spot-jax export-prompt` of an early checkpoint of a short tuning run on TASK "
+                 "with the library's model and prompt length; repeatable")
+  g.add_argument("--embedding_run", metavar="RUN", help="compare --embedding with this run's "
+                 "library embeddings only, e.g. seed0 for `spot-jax embed --seed 0` (default: all)")
+  g.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"),
+                 help="retrieval similarity")
+  g.add_argument("--checkpoint", help="t5x or HF checkpoint of the frozen model the library's "
+                 "prompts were tuned on (default: the shipped embedded model, for its library)")
+  g.add_argument("--config", help="model config name for a t5x --checkpoint (default: inferred)")
+  g.add_argument("--no_model_check", action="store_true", help="decode even if the checkpoint's "
+                 "parameters are not the ones the library's prompts were tuned on")
+  g.add_argument("--batch_size", type=int, default=32)
+  g.add_argument("--num_examples", type=int, help="first N examples of each task (default: all)")
+  g.add_argument("--input_length", type=int, help="encoder length (default: the longest input)")
+  g.add_argument("--target_length", type=int, default=DEFAULT_TARGET_LENGTH,
+                 help="decoding length")
 
 
 def _cmd_export_prompt(args: argparse.Namespace) -> None:
@@ -369,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
 
   for command, help_text in (("train", "tune a prompt (gin-configured)"),
                              ("eval", "evaluate a prompt with the task's metrics (gin-configured)"),
-                             ("infer", "decode a task split with a prompt (gin-configured)")):
+                             ("infer", "decode a task split with a prompt (gin-configured), "
+                              "or several tasks in mixed batches with library prompts (--tasks)")):
     p = sub.add_parser(command, help=help_text, description=(
         f"{help_text}. Compose gin files t5x-style, e.g. spot-jax {command} "
         "--gin_file=models/t5_1_1_base.gin --gin_file=prompts/sampled_vocab.gin "
@@ -379,7 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gin file (searched in the working directory, then gin_configs/); repeatable")
     p.add_argument("--module", action="append", default=["tasks"],
                    help="module to import that registers seqio tasks (default: tasks); repeatable")
-    p.set_defaults(fn=_cmd_gin)
+    p.set_defaults(fn=_cmd_gin, tasks=None)
+    if command == "infer":
+      _infer_mixed_flags(p)
 
   p = sub.add_parser("tasks", help="list the seqio catalog: name, family, source, metrics, data here")
   p.add_argument("--family", help="only this family, e.g. glue")
