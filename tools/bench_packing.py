@@ -10,7 +10,8 @@ packed rows by spot_jax.data.packing.pack (P prompt slots per example, seqio's g
 rows of P + inputs_length encoder and targets_length x max_examples_per_row decoder tokens).
 examples/s = (examples per row) x rows / (seconds per step); examples per row is 1 when padded and,
 packed, the mean number of segments over every row the sampled examples filled (not only the timed
-batch). Step time does not depend on the tokens, so one batch per mode is timed.
+batch). Step time does not depend on the tokens, so one batch per mode is timed; the two modes are
+timed in alternating rounds and each keeps its fastest (the machine's other load only slows).
 
 (a) "glue_like": SPoT's setting, prompt 100, inputs padded to 512, targets to 8. Input lengths in
     SentencePiece tokens (task prefix and EOS included) are drawn from a documented GLUE-like mix:
@@ -83,8 +84,20 @@ def padded_rows(ds, lengths: Mapping[str, int]) -> list[Row]:
   return list(seqio.EncDecFeatureConverter(pack=False)(ds, dict(lengths)).as_numpy_iterator())
 
 
-def packed_rows(ds, lengths: Mapping[str, int], prompt_length: int) -> list[Row]:
-  return list(packing.pack(ds, lengths, prompt_length).as_numpy_iterator())
+def row_lengths(lengths: Mapping[str, int], prompt_length: int,
+                args: argparse.Namespace) -> dict[str, int]:
+  """The packed row lengths: packing's default rule, or its decoder row cut to
+  targets_length x --decoder_factor (the train() argument pack_lengths does the same)."""
+  rows = packing.packed_lengths(lengths, prompt_length)
+  if args.decoder_factor:
+    rows["targets"] = lengths["targets"] * args.decoder_factor
+  return rows
+
+
+def packed_rows(ds, lengths: Mapping[str, int], prompt_length: int,
+                args: argparse.Namespace) -> list[Row]:
+  rows = row_lengths(lengths, prompt_length, args)
+  return list(packing.pack(ds, lengths, prompt_length, rows).as_numpy_iterator())
 
 
 def stack(rows: list[Row], n: int) -> dict[str, np.ndarray]:
@@ -108,31 +121,42 @@ def row_stats(rows: list[Row], packed: bool, prompt_length: int) -> dict[str, fl
           "decoder_fill": float(dec), "rows_counted": len(rows)}
 
 
-def step_seconds(cfg: T5Config, frozen: Any, batch: dict[str, np.ndarray], prompt_length: int,
-                 min_seconds: float) -> tuple[float, int]:
+def step_call(cfg: T5Config, frozen: Any, batch: dict[str, np.ndarray], prompt_length: int):
+  """A no-argument call of the compiled train step on `batch`, its state threaded through."""
   optimizer = adafactor()
   embedding = np.asarray(frozen["token_embedder"]["embedding"])
   prompt = SampledVocabInit()(jax.random.PRNGKey(0), embedding, prompt_length)
   state = TrainState.create({"prompt": prompt}, optimizer, 0)
   step = jit_train_step(cfg, optimizer)
-  batch = {k: jax.numpy.asarray(v) for k, v in batch.items()}
-  return time_call(threaded(step, state, frozen, batch), (), min_seconds)
+  return threaded(step, state, frozen, {k: jax.numpy.asarray(v) for k, v in batch.items()})
 
 
 def compare(name: str, cfg: T5Config, frozen: Any, make_ds, lengths: Mapping[str, int],
             prompt_length: int, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
-  """One line: padded vs packed examples/s of the same examples at the same task lengths."""
+  """One line: padded vs packed examples/s of the same examples at the same task lengths.
+
+  The two steps are timed in alternation, `--rounds` times `--min_seconds` each, and each keeps
+  its fastest round: on a shared machine a slow round is someone else's load, not the step's.
+  """
   line: dict[str, Any] = {"bench": "packing", "case": name, "config": cfg.name, "rows": args.rows,
                           "prompt_len": prompt_length, "feature_lengths": dict(lengths),
-                          "packed_lengths": packing.packed_lengths(lengths, prompt_length), **extra}
+                          "packed_lengths": row_lengths(lengths, prompt_length, args), **extra}
+  calls = {}
   for mode in ("padded", "packed"):
     packed = mode == "packed"
-    rows = packed_rows(make_ds(), lengths, prompt_length) if packed else padded_rows(make_ds(), lengths)
-    stats = row_stats(rows, packed, prompt_length)
-    log(f"{name} {mode}: {stats['examples_per_row']:.2f} examples/row; compiling and timing")
-    step_s, reps = step_seconds(cfg, frozen, stack(rows, args.rows), prompt_length, args.min_seconds)
-    line[mode] = {**stats, "step_s": step_s, "reps": reps,
-                  "examples_per_s": stats["examples_per_row"] * args.rows / step_s}
+    rows = (packed_rows(make_ds(), lengths, prompt_length, args) if packed
+            else padded_rows(make_ds(), lengths))
+    line[mode] = row_stats(rows, packed, prompt_length)
+    calls[mode] = step_call(cfg, frozen, stack(rows, args.rows), prompt_length)
+  log(f"{name}: {line['packed']['examples_per_row']:.2f} examples per packed row; timing")
+  rounds = {mode: [] for mode in calls}
+  for _ in range(args.rounds):
+    for mode, call in calls.items():
+      rounds[mode].append(time_call(call, (), args.min_seconds)[0])
+  for mode in calls:
+    step_s = min(rounds[mode])
+    line[mode].update(step_s=step_s, rounds_s=rounds[mode],
+                      examples_per_s=line[mode]["examples_per_row"] * args.rows / step_s)
     log(f"{name} {mode}: {step_s:.4f} s/step, {line[mode]['examples_per_s']:.1f} examples/s")
   line["speedup"] = line["packed"]["examples_per_s"] / line["padded"]["examples_per_s"]
   return line
@@ -172,7 +196,10 @@ def main() -> None:
   parser.add_argument("--examples", type=int, default=1000, help="examples sampled per case")
   parser.add_argument("--embedded_tasks", default="synthetic_sources_v2,synthetic_qa_where_v2,"
                       "synthetic_nli_location_v2,synthetic_sent_opinion_v2")
-  parser.add_argument("--min_seconds", type=float, default=2.0)
+  parser.add_argument("--decoder_factor", type=int, default=0,
+                      help="packed decoder row = targets length x this (0: packing's default rule)")
+  parser.add_argument("--min_seconds", type=float, default=2.0, help="per timing round")
+  parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the fastest counts")
   args = parser.parse_args()
   cfg = get_config(args.config)
   frozen = init_params(cfg, 0)

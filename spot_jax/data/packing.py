@@ -13,7 +13,9 @@ Row lengths (`packed_lengths`): encoder row = P + inputs length, so the longest 
 still fits one row exactly as unpacked; decoder row = targets length x (the most examples an
 encoder row can hold, (P + L_in) // (P + 1), as every example has at least EOS), so the decoder row
 never ends a row before the encoder row is full. Example (SPoT, P = 100, inputs 512, targets 8):
-rows of 612 encoder and 48 decoder tokens, up to 6 examples each.
+rows of 612 encoder and 48 decoder tokens, up to 6 examples each. `row_lengths` overrides them
+(e.g. a shorter decoder row when targets are much shorter than their feature length, or longer
+encoder rows for fuller packing), as long as the longest allowed example still fits.
 
 Packing is a deterministic function of the example order (greedy, in order), so the packed
 training stream is still a pure function of (task, split, lengths, batch, seed, step).
@@ -22,7 +24,9 @@ training stream is still a pure function of (task, split, lengths, batch, seed, 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, Optional
+
+from spot_jax.errors import ConfigError
 
 PLACEHOLDER_ID = 1  # any nonzero id: the model replaces these embeddings by the prompt
 
@@ -32,11 +36,20 @@ def max_examples_per_row(inputs_length: int, prompt_length: int) -> int:
   return max(1, (prompt_length + inputs_length) // (prompt_length + 1))
 
 
-def packed_lengths(feature_lengths: Mapping[str, int], prompt_length: int) -> dict[str, int]:
-  """Packed row lengths of seqio's "inputs" / "targets" for task lengths `feature_lengths`."""
+def packed_lengths(feature_lengths: Mapping[str, int], prompt_length: int,
+                   row_lengths: Optional[Mapping[str, int]] = None) -> dict[str, int]:
+  """Packed row lengths of seqio's "inputs" / "targets" for task lengths `feature_lengths`: the
+  rule in the module docstring, or `row_lengths` checked to hold the longest allowed example."""
   inputs, targets = feature_lengths["inputs"], feature_lengths["targets"]
-  return {"inputs": prompt_length + inputs,
-          "targets": targets * max_examples_per_row(inputs, prompt_length)}
+  if row_lengths is None:
+    return {"inputs": prompt_length + inputs,
+            "targets": targets * max_examples_per_row(inputs, prompt_length)}
+  rows = {"inputs": int(row_lengths["inputs"]), "targets": int(row_lengths["targets"])}
+  if rows["inputs"] < prompt_length + inputs or rows["targets"] < targets:
+    raise ConfigError(f"packed row lengths {rows} cut examples of {dict(feature_lengths)} with a "
+                      f"{prompt_length}-token prompt; set pack_lengths to at least "
+                      f"{{'inputs': {prompt_length + inputs}, 'targets': {targets}}}")
+  return rows
 
 
 def add_prompt_slots(ds, prompt_length: int):
@@ -72,10 +85,12 @@ def autograph_converts_seqio_utils() -> Iterator[None]:
     config.CONVERSION_RULES = saved
 
 
-def pack(ds, feature_lengths: Mapping[str, int], prompt_length: int):
+def pack(ds, feature_lengths: Mapping[str, int], prompt_length: int,
+         row_lengths: Optional[Mapping[str, int]] = None):
   """A task's tokenized, trimmed examples -> packed model features with per-segment prompt slots."""
   import seqio
+  lengths = packed_lengths(feature_lengths, prompt_length, row_lengths)
   ds = add_prompt_slots(ds, prompt_length)
   converter = seqio.EncDecFeatureConverter(pack=True)
   with autograph_converts_seqio_utils():
-    return converter(ds, packed_lengths(feature_lengths, prompt_length))
+    return converter(ds, lengths)

@@ -45,9 +45,11 @@ def host_shard_info():
 
 def converted_dataset(task_name: str, *, split: str, feature_lengths: Mapping[str, int],
                       shuffle: bool, seed: Optional[int], num_epochs: Optional[int],
-                      pack: bool = False, prompt_length: int = 0):
+                      pack: bool = False, prompt_length: int = 0,
+                      pack_lengths: Optional[Mapping[str, int]] = None):
   """tf.data.Dataset of unbatched model features of this host's shard; `pack`: packed rows with
-  `prompt_length` prompt slots in front of every example (spot_jax.data.packing)."""
+  `prompt_length` prompt slots in front of every example, rows of `pack_lengths` or the default
+  rule (spot_jax.data.packing)."""
   import seqio
   task = get_task(task_name)
   if split not in task.splits:
@@ -55,19 +57,21 @@ def converted_dataset(task_name: str, *, split: str, feature_lengths: Mapping[st
   ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=shuffle, seed=seed,
                         num_epochs=num_epochs, shard_info=host_shard_info(), use_cached=False)
   if pack:
-    return packing.pack(ds, feature_lengths, prompt_length)
+    return packing.pack(ds, feature_lengths, prompt_length, pack_lengths)
   return seqio.EncDecFeatureConverter(pack=False)(ds, dict(feature_lengths))
 
 
 def train_batches(task_name: str, *, split: str, feature_lengths: Mapping[str, int],
                   global_batch_size: int, seed: int, start_step: int = 0, pack: bool = False,
-                  prompt_length: int = 0) -> Iterator[Batch]:
+                  prompt_length: int = 0,
+                  pack_lengths: Optional[Mapping[str, int]] = None) -> Iterator[Batch]:
   """Endless, shuffled, deterministic batches for this host, starting after `start_step` batches;
   with `pack`, a batch is `global_batch_size` packed rows (several examples each)."""
   hosts = jax.process_count()
   if global_batch_size % hosts:
     raise SpotError(f"batch size {global_batch_size} is not divisible by {hosts} hosts")
   ds = converted_dataset(task_name, split=split, feature_lengths=feature_lengths, shuffle=True,
-                         seed=seed, num_epochs=None, pack=pack, prompt_length=prompt_length)
+                         seed=seed, num_epochs=None, pack=pack, prompt_length=prompt_length,
+                         pack_lengths=pack_lengths)
   ds = ds.batch(global_batch_size // hosts, drop_remainder=True).skip(start_step).prefetch(2)
   return ds.as_numpy_iterator()

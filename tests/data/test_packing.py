@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from spot_jax.data import packing
 from spot_jax.data.pipeline import train_batches
+from spot_jax.errors import ConfigError
 from spot_jax.model import get_config, param_shapes
 from spot_jax.model.params import unflatten
 from spot_jax.model.t5 import SEGMENT_FEATURES, T5
@@ -147,6 +148,16 @@ def test_packed_prefix_losses_equal_the_unpacked_examples(params):
   got = _per_example(forward(params, peft, packed), packed)
   assert len(set(np.round(want, 3))) == 3
   np.testing.assert_allclose(got, want, rtol=RTOL)
+
+
+def test_packed_lengths_rule_and_override():
+  # SPoT: prompt 100, inputs 512, targets 8 -> up to 612 // 101 = 6 examples a row
+  assert packing.packed_lengths({"inputs": 512, "targets": 8}, 100) == {"inputs": 612, "targets": 48}
+  lengths = {"inputs": 80, "targets": 8}
+  assert packing.packed_lengths(lengths, 20, {"inputs": 200, "targets": 12}) == {
+      "inputs": 200, "targets": 12}
+  with pytest.raises(ConfigError, match="at least"):
+    packing.packed_lengths(lengths, 20, {"inputs": 99, "targets": 12})  # cuts an 80-token input
 
 
 def test_packed_pipeline_from_a_seqio_task():
