@@ -12,6 +12,8 @@ examples/s = (examples per row) x rows / (seconds per step); examples per row is
 packed, the mean number of segments over every row the sampled examples filled (not only the timed
 batch). Step time does not depend on the tokens, so one batch per mode is timed; the two modes are
 timed in alternating rounds and each keeps its fastest (the machine's other load only slows).
+Each line also gives `flop_speedup`, the same ratio from XLA's FLOP count per step: a load-free
+check of `speedup` on a busy machine.
 
 (a) "glue_like": SPoT's setting, prompt 100, inputs padded to 512, targets to --glue_targets (16,
     as gin_configs/runs/prompt_finetune.gin). Input lengths in
@@ -43,7 +45,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_model import log, time_call  # noqa: E402
+from bench_model import log, time_call, xla_flops  # noqa: E402
 from bench_train_step import threaded  # noqa: E402
 
 from spot_jax.data import packing  # noqa: E402
@@ -124,13 +126,16 @@ def row_stats(rows: list[Row], packed: bool, prompt_length: int) -> dict[str, fl
 
 
 def step_call(cfg: T5Config, frozen: Any, batch: dict[str, np.ndarray], prompt_length: int):
-  """A no-argument call of the compiled train step on `batch`, its state threaded through."""
+  """(A no-argument call of the compiled train step on `batch`, its state threaded through; XLA's
+  FLOP count of one step)."""
   optimizer = adafactor()
   embedding = np.asarray(frozen["token_embedder"]["embedding"])
   prompt = SampledVocabInit()(jax.random.PRNGKey(0), embedding, prompt_length)
   state = TrainState.create({"prompt": prompt}, optimizer, 0)
   step = jit_train_step(cfg, optimizer)
-  return threaded(step, state, frozen, {k: jax.numpy.asarray(v) for k, v in batch.items()})
+  batch = {k: jax.numpy.asarray(v) for k, v in batch.items()}
+  flops = xla_flops(step, state, frozen, batch)  # lowering does not consume the donated state
+  return threaded(step, state, frozen, batch), flops
 
 
 def compare(name: str, cfg: T5Config, frozen: Any, make_ds, lengths: Mapping[str, int],
@@ -149,7 +154,8 @@ def compare(name: str, cfg: T5Config, frozen: Any, make_ds, lengths: Mapping[str
     rows = (packed_rows(make_ds(), lengths, prompt_length, args) if packed
             else padded_rows(make_ds(), lengths))
     line[mode] = row_stats(rows, packed, prompt_length)
-    calls[mode] = step_call(cfg, frozen, stack(rows, args.rows), prompt_length)
+    calls[mode], flops = step_call(cfg, frozen, stack(rows, args.rows), prompt_length)
+    line[mode]["gflops_per_step"] = flops / 1e9
   log(f"{name}: {line['packed']['examples_per_row']:.2f} examples per packed row; timing")
   rounds = {mode: [] for mode in calls}
   for _ in range(args.rounds):
@@ -161,6 +167,9 @@ def compare(name: str, cfg: T5Config, frozen: Any, make_ds, lengths: Mapping[str
                       examples_per_s=line[mode]["examples_per_row"] * args.rows / step_s)
     log(f"{name} {mode}: {step_s:.4f} s/step, {line[mode]['examples_per_s']:.1f} examples/s")
   line["speedup"] = line["packed"]["examples_per_s"] / line["padded"]["examples_per_s"]
+  # The same ratio from XLA's FLOP counts: immune to the machine's load, blind to memory traffic.
+  line["flop_speedup"] = (line["packed"]["examples_per_row"] * line["padded"]["gflops_per_step"]
+                          / line["packed"]["gflops_per_step"])
   return line
 
 
