@@ -87,3 +87,19 @@ def test_pretrain_embedded_continues_the_shipped_model_with_drills(tmp_path):
   summary = json.loads((tmp_path / "pretrain.json").read_text())
   assert summary["args"]["drills"] == 0.5 and summary["total_steps"] > 2
   assert (tmp_path / "model" / "model.safetensors").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_bench_packing_prints_json_lines():
+  out = subprocess.run([sys.executable, str(TOOLS / "bench_packing.py"), "--part", "a", "--config",
+                        "t5_1_1_test", "--rows", "2", "--examples", "40", "--glue_targets", "4",
+                        "--min_seconds", "0.05", "--rounds", "1"], capture_output=True, text=True,
+                       check=True, timeout=300).stdout
+  (line,) = [json.loads(line) for line in out.splitlines()]
+  assert line["case"] == "glue_like" and line["packed_lengths"] == {"inputs": 612, "targets": 24}
+  assert line["padded"]["examples_per_row"] == 1.0 and line["packed"]["examples_per_row"] > 2
+  for mode in ("padded", "packed"):
+    assert line[mode]["examples_per_s"] > 0 and line[mode]["gflops_per_step"] > 0
+  assert line["flop_speedup"] == pytest.approx(
+      line["packed"]["examples_per_row"] * line["padded"]["gflops_per_step"]
+      / line["packed"]["gflops_per_step"], rel=1e-9)

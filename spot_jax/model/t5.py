@@ -15,6 +15,15 @@ Parameter-efficient tuning enters as arguments, never as mutable state: `peft`, 
   adapters  {"encoder" | "decoder": {"attention" | "mlp": {"down" [L, E, M], "down_bias" [L, M],
             "up" [L, M, E], "up_bias" [L, E]}}}: Houlsby adapters after each layer's (self-)attention
             and MLP.
+
+Packing (several examples per row, spot_jax.data.packing) enters as `segments`, seqio's packed
+features {"encoder_segment_ids", "encoder_positions", "decoder_segment_ids"} (each [B, T], segment 0
+= padding). With them, attention stays inside a segment: encoder self-attention and cross-attention
+need equal nonzero segments, decoder self-attention is causal within a segment. The relative
+position bias stays the row's global table: inside a segment global offsets equal the example's own
+offsets, and pairs across segments are masked. The prompt is not prepended: the data already holds
+P placeholder slots in front of every example's inputs (encoder_positions 0..P-1), and the
+embedding at each slot is replaced by prompt[position]. Without `segments` nothing changes.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ Peft = Optional[dict[str, Any]]  # the tree described in the module docstring
 KV = Optional[tuple[Array, Array]]
 # {"self": [{"key": [B, L, H, D], "value": [B, L, H, D]}] * layers, "cross": [(k, v) [B, S, H, D]] * layers}
 Cache = dict[str, Any]
+# seqio's packed features the model reads (spot_jax.data.packing makes them); each [B, T] int32.
+SEGMENT_FEATURES = ("encoder_segment_ids", "encoder_positions", "decoder_segment_ids")
+Segments = Optional[dict[str, Array]]
 
 
 class EncoderLayer(nn.Module):
@@ -82,17 +94,26 @@ class Encoder(nn.Module):
     self.encoder_norm = RMSNorm(cfg)
     self.dropout = residual_dropout(cfg)
 
-  def __call__(self, input_tokens: Array, peft: Peft = None,
-               deterministic: bool = True) -> tuple[Array, Array]:
-    """[B, T] tokens (0 = padding), prompt [B, P, E] or [P, E] -> ([B, P+T, E], mask [B, P+T])."""
+  def __call__(self, input_tokens: Array, peft: Peft = None, deterministic: bool = True,
+               segments: Segments = None) -> tuple[Array, Array]:
+    """[B, T] tokens (0 = padding), prompt [B, P, E] or [P, E] -> ([B, P+T, E], mask [B, P+T]);
+    packed (`segments`): the prompt fills each segment's slots -> ([B, T, E], mask [B, T])."""
     x = self.embedder(input_tokens)  # [B, T, E]
-    mask = input_tokens > 0
     prompt = (peft or {}).get("prompt")
-    if prompt is not None:
-      x, mask = prepend_prompt(x, mask, prompt)
+    if segments is None:
+      mask = input_tokens > 0
+      if prompt is not None:
+        x, mask = prepend_prompt(x, mask, prompt)
+      mask_bias = mask_to_bias(mask[:, None, None, :])  # [B, 1, 1, S]
+    else:
+      ids = segments["encoder_segment_ids"]
+      mask = ids > 0
+      if prompt is not None:
+        x = place_prompt(x, ids, segments["encoder_positions"], prompt)
+      mask_bias = mask_to_bias(same_segment(ids, ids))  # [B, 1, T, S]
     x = self.dropout(x, deterministic=deterministic)
     length = x.shape[1]
-    biases = (self.relpos_bias(length, length), mask_to_bias(mask[:, None, None, :]))
+    biases = (self.relpos_bias(length, length), mask_bias)
     for i, layer in enumerate(self.layers):
       x = layer(x, biases, deterministic, prefix_kv=layer_prefix(peft, "encoder", i),
                 adapters=layer_adapters(peft, "encoder", i))
@@ -111,6 +132,26 @@ def prepend_prompt(x: Array, mask: Array, prompt: Array) -> tuple[Array, Array]:
   x = jnp.concatenate([prompt.astype(x.dtype), x], axis=1)  # [B, P+T, E]
   mask = jnp.concatenate([jnp.ones(prompt.shape[:2], bool), mask], axis=1)  # [B, P+T]
   return x, mask
+
+
+def place_prompt(x: Array, segment_ids: Array, positions: Array, prompt: Array) -> Array:
+  """Packed rows x [B, T, E]: the slot at position p < P of every segment becomes prompt[p].
+
+  prompt [P, E] or [B, P, E]; a gather, so the prompt's gradient sums over every segment's copy.
+  """
+  length = prompt.shape[-2]
+  slot = (segment_ids > 0) & (positions < length)  # [B, T]
+  index = jnp.clip(positions, 0, length - 1)
+  if prompt.ndim == 2:
+    placed = jnp.take(prompt, index, axis=0)  # [B, T, E]
+  else:
+    placed = jnp.take_along_axis(prompt, index[..., None], axis=1)
+  return jnp.where(slot[..., None], placed.astype(x.dtype), x)
+
+
+def same_segment(query_ids: Array, key_ids: Array) -> Array:
+  """[B, T] and [B, S] segment ids -> bool [B, 1, T, S]: same segment, padding (0) attends nowhere."""
+  return ((query_ids[:, :, None] == key_ids[:, None, :]) & (query_ids[:, :, None] > 0))[:, None]
 
 
 class DecoderLayer(nn.Module):
@@ -169,15 +210,24 @@ class Decoder(nn.Module):
 
   def __call__(self, decoder_input_tokens: Array, encoded: Optional[Array], encoder_mask: Array, *,
                cache: Optional[Cache] = None, cache_index: Optional[Array] = None,
-               peft: Peft = None, deterministic: bool = True) -> tuple[Array, Optional[Cache]]:
+               peft: Peft = None, deterministic: bool = True,
+               segments: Segments = None) -> tuple[Array, Optional[Cache]]:
     """Tokens [B, T] -> float32 logits [B, T, V] (and the updated cache when decoding)."""
     cfg = self.config
     y = self.dropout(self.embedder(decoder_input_tokens), deterministic=deterministic)  # [B, T, E]
-    cross_biases = (mask_to_bias(encoder_mask[:, None, None, :]),)  # [B, 1, 1, S]
+    if segments is None:
+      cross_biases = (mask_to_bias(encoder_mask[:, None, None, :]),)  # [B, 1, 1, S]
+    else:
+      dec_ids = segments["decoder_segment_ids"]
+      cross_biases = (mask_to_bias(same_segment(dec_ids, segments["encoder_segment_ids"])),)
     if cache is None:
       length = y.shape[1]
       causal = np.tril(np.ones((length, length), bool))
-      self_biases = (self.relpos_bias(length, length), mask_to_bias(causal)[None, None])  # [1, H, T, T]
+      if segments is None:
+        self_mask = mask_to_bias(causal)[None, None]  # [1, 1, T, T]
+      else:
+        self_mask = mask_to_bias(same_segment(dec_ids, dec_ids) & causal)  # [B, 1, T, T]
+      self_biases = (self.relpos_bias(length, length), self_mask)  # + [1, H, T, T]
       caches = [None] * cfg.num_decoder_layers
       cross = [None] * cfg.num_decoder_layers
     else:
@@ -212,20 +262,22 @@ class T5(nn.Module):
     self.encoder = Encoder(self.config, embedder=self.token_embedder)
     self.decoder = Decoder(self.config, embedder=self.token_embedder)
 
-  def encode(self, input_tokens: Array, *, peft: Peft = None,
-             deterministic: bool = True) -> tuple[Array, Array]:
-    return self.encoder(input_tokens, peft, deterministic)
+  def encode(self, input_tokens: Array, *, peft: Peft = None, deterministic: bool = True,
+             segments: Segments = None) -> tuple[Array, Array]:
+    return self.encoder(input_tokens, peft, deterministic, segments)
 
   def decode(self, encoded: Array, encoder_mask: Array, decoder_input_tokens: Array, *,
-             peft: Peft = None, deterministic: bool = True) -> Array:
+             peft: Peft = None, deterministic: bool = True, segments: Segments = None) -> Array:
     return self.decoder(decoder_input_tokens, encoded, encoder_mask, peft=peft,
-                        deterministic=deterministic)[0]
+                        deterministic=deterministic, segments=segments)[0]
 
   def __call__(self, input_tokens: Array, decoder_input_tokens: Array, *,
-               peft: Peft = None, deterministic: bool = True) -> Array:
-    """Teacher-forced logits [B, T_dec, V] (float32)."""
-    encoded, mask = self.encode(input_tokens, peft=peft, deterministic=deterministic)
-    return self.decode(encoded, mask, decoder_input_tokens, peft=peft, deterministic=deterministic)
+               peft: Peft = None, deterministic: bool = True, segments: Segments = None) -> Array:
+    """Teacher-forced logits [B, T_dec, V] (float32); `segments` for packed rows (module doc)."""
+    encoded, mask = self.encode(input_tokens, peft=peft, deterministic=deterministic,
+                                segments=segments)
+    return self.decode(encoded, mask, decoder_input_tokens, peft=peft, deterministic=deterministic,
+                       segments=segments)
 
   def init_cache(self, encoded: Array, max_decode_len: int) -> Cache:
     """Empty self-attention cache for `max_decode_len` steps and the cross-attention keys/values."""

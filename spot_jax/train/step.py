@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from spot_jax.model.config import T5Config
-from spot_jax.model.t5 import T5
+from spot_jax.model.t5 import SEGMENT_FEATURES, T5
 from spot_jax.peft.trees import model_args
 from spot_jax.train.state import TrainState, Trainable
 
@@ -47,9 +47,12 @@ def loss_fn(trainable: Trainable, frozen: Any, batch: Batch, dropout_rng: jax.Ar
             config: T5Config, z_loss: float = 0.0,
             deterministic: bool = False) -> tuple[jax.Array, Metrics]:
   params, peft = model_args(trainable, frozen)
+  # Packed batches (spot_jax.data.packing) carry seqio's segment features; unpacked ones do not.
+  segments = {k: batch[k] for k in SEGMENT_FEATURES} if SEGMENT_FEATURES[0] in batch else None
   logits = T5(config).apply({"params": params}, batch["encoder_input_tokens"],
                             batch["decoder_input_tokens"], peft=peft,
-                            deterministic=deterministic, rngs={"dropout": dropout_rng})
+                            deterministic=deterministic, rngs={"dropout": dropout_rng},
+                            segments=segments)
   return cross_entropy(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss)
 
 

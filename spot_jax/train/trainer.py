@@ -3,6 +3,9 @@
 `train(...)` takes keyword arguments only and knows nothing of gin; the CLI makes it configurable.
 Its defaults are SPoT's (paper §2.1.4): prompt length 100, Adafactor lr 0.3, batch 32, dropout 0.1,
 2^18 steps, validation + checkpoint every 500 steps, task embedding at step 10,000.
+`pack=True` trains on packed rows (spot_jax.data.packing): each of the `batch_size` rows holds
+several examples, each with its own copy of the prompt; validation stays unpacked. `pack_lengths`
+({"inputs": ..., "targets": ...}) overrides the packed row lengths (spot_jax.data.packing).
 """
 
 from __future__ import annotations
@@ -101,7 +104,8 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
           train_split: str = "train", validation_split: str = "validation",
           eval_batch_size: Optional[int] = None, num_eval_examples: Optional[int] = None,
           best_metric: Optional[str] = None, log_period: int = 10, seed: int = 0,
-          mesh_data: int = -1, mesh_model: int = 1, progress: bool = True) -> TrainResult:
+          mesh_data: int = -1, mesh_model: int = 1, progress: bool = True,
+          pack: bool = False, pack_lengths: Optional[Mapping[str, int]] = None) -> TrainResult:
   """Tunes a prompt on `mixture_or_task_name` and exports source prompt / task embedding."""
   model_dir = epath.Path(model_dir)
   model_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +138,8 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
   writer.truncate_after(step)
   step_fn = jit_train_step(config, optimizer, z_loss)
   batches = train_batches(mixture_or_task_name, split=train_split, feature_lengths=feature_lengths,
-                          global_batch_size=batch_size, seed=seed, start_step=step)
+                          global_batch_size=batch_size, seed=seed, start_step=step, pack=pack,
+                          prompt_length=prompt_length, pack_lengths=pack_lengths)
 
   def validate() -> None:
     nonlocal best_score, best_step
