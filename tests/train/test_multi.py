@@ -87,16 +87,18 @@ def test_each_of_k_runs_ends_where_it_ends_alone(frozen, method):
 
 
 def test_runs_do_not_share_their_rng_or_learning_rate(frozen):
-  """Runs 1 and 2 differ from run 0 only in the seed (run 1) or only in the learning rate (run 2);
-  if the step shared either between runs, one of them would end where run 0 does."""
+  """Runs start alike and differ only in the seed (0 vs 1, 2 vs 3) or only in the learning rate
+  (0 vs 2, 1 vs 3); if the step shared either between runs, a pair would end alike."""
   init = trees.init_trainable(trees.Method("prompt", prompt_length=5), CONFIG, frozen,
                               jax.random.PRNGKey(0))
-  seeds, lrs = (0, 7, 0), (0.1, 0.1, 0.02)
-  states = _together([init] * 3, frozen, seeds=seeds, lrs=lrs, tasks=(0, 0, 0))
-  runs = [multi.unstack(states, k).trainable for k in range(3)]
-  assert _max_diff(runs[0], runs[1]) > 100 * ATOL  # dropout masks of another seed
-  assert _max_diff(runs[0], runs[2]) > 100 * ATOL  # another step size
-  for k in range(3):
+  seeds, lrs = (0, 7, 0, 7), (0.1, 0.1, 0.02, 0.02)
+  states = _together([init] * 4, frozen, seeds=seeds, lrs=lrs, tasks=(0, 0, 0, 0))
+  runs = [multi.unstack(states, k).trainable for k in range(4)]
+  for a, b in ((0, 1), (2, 3)):  # dropout masks of another seed
+    assert _max_diff(runs[a], runs[b]) > 100 * ATOL
+  for a, b in ((0, 2), (1, 3)):  # another step size
+    assert _max_diff(runs[a], runs[b]) > 100 * ATOL
+  for k in range(4):
     alone = _alone(init, frozen, seed=seeds[k], lr=lrs[k], task=0)
     assert _max_diff(runs[k], alone.trainable) <= ATOL
 
@@ -105,19 +107,21 @@ def test_eval_of_k_trees_matches_one_at_a_time(frozen):
   prompts = [trees.init_trainable(trees.Method("prompt", prompt_length=5), CONFIG, frozen,
                                   jax.random.PRNGKey(k)) for k in range(3)]
   batches = multi.stack([_batch(k, 0) for k in range(3)])
+  stacked = multi.stack(prompts)
   vmapped = jax.jit(lambda t, f, b: multi.multi_eval_loss(t, f, b, config=CONFIG))(
-      multi.stack(prompts), frozen, batches)
+      stacked, frozen, batches)
   flat = jax.jit(lambda p, f, b: multi.prompt_eval_loss(p, f, b, config=CONFIG))(
-      multi.stack(prompts)["prompt"], frozen, batches)
-  shared = multi.multi_eval_loss(multi.stack(prompts), frozen, _batch(0, 0), config=CONFIG,
-                                 shared_batch=True)
+      stacked["prompt"], frozen, batches)
+  shared = jax.jit(lambda t, f, b: multi.multi_eval_loss(t, f, b, config=CONFIG,
+                                                         shared_batch=True))(
+      stacked, frozen, _batch(0, 0))
+  alone = jax.jit(lambda t, f, b: eval_loss(t, f, b, config=CONFIG))
   for k in range(3):
-    alone = eval_loss(prompts[k], frozen, _batch(k, 0), config=CONFIG)
-    np.testing.assert_allclose(float(vmapped["loss"][k]), float(alone["loss"]), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(float(flat["loss"][k]), float(alone["loss"]), rtol=1e-5, atol=1e-6)
-    on_shared = eval_loss(prompts[k], frozen, _batch(0, 0), config=CONFIG)
-    np.testing.assert_allclose(float(shared["loss"][k]), float(on_shared["loss"]), rtol=1e-5,
-                               atol=1e-6)
+    own = alone(prompts[k], frozen, _batch(k, 0))["loss"]
+    np.testing.assert_allclose(float(vmapped["loss"][k]), float(own), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(flat["loss"][k]), float(own), rtol=1e-5, atol=1e-6)
+    on_shared = alone(prompts[k], frozen, _batch(0, 0))["loss"]
+    np.testing.assert_allclose(float(shared["loss"][k]), float(on_shared), rtol=1e-5, atol=1e-6)
   assert float(jnp.std(vmapped["loss"])) > 1e-3  # three different losses, not one broadcast
 
 
