@@ -131,22 +131,22 @@ def prompt_eval_loss(prompts: jax.Array, frozen: Any, batches: Batch, *,
 
 # ------------------------------------------------------------------------------ measured rule
 
-# Per-run examples/s of the K-run step relative to K = 1 (one run at a time), on the shipped
-# embedded model with the CrossFit prompt method (P = 20, AdamW via inject_hyperparams, no
-# dropout), inputs 24 / targets 8 tokens (the CrossFit targets' tight lengths), 2 CPU cores:
-#   nice python tools/bench_multi.py  (see that file; table in its docstring)
-# Keys: batch sizes measured; values: the K of the best per-run throughput, 1 where no K > 1 won
-# by a clear margin (>= 10 %).
-MEASURED_RUNS_PER_STEP = {4: 4, 8: 4, 32: 1}
+# Measured (tools/bench_multi.py, whose docstring has the table and the command): examples/s of
+# the K-run step over all K runs, relative to one run at a time (K = 1), on the shipped embedded
+# model with the CrossFit prompt method (P = 20, AdamW via inject_hyperparams, no dropout), inputs
+# 24 / targets 8 tokens (the CrossFit targets' tight lengths), on the 2-core CPU. Throughput peaks
+# near K x batch = 16 examples per step and falls below one-run-at-a-time from about 32, so:
+# batch 4 -> K 4 (1.4-2.0x), batch 8 -> K 2 (1.2-1.3x), batch 32 -> K 1 (K 2: 0.98-1.12x).
+MEASURED_RUNS_PER_STEP = {4: 4, 8: 2, 32: 1}
+EXAMPLES_PER_STEP = 16  # batch sizes off the table: K = EXAMPLES_PER_STEP // batch (at least 1)
+MAX_RUNS = 8            # the largest K measured
 
 
 def runs_per_step(batch_size: int, *, max_runs: int | None = None) -> int:
-  """How many runs of `batch_size` to stack in one step (measured, MEASURED_RUNS_PER_STEP): the
-  entry of the largest measured batch size <= batch_size (1 below every measured size would be
-  wrong for tiny batches, so the smallest entry serves them), capped at max_runs."""
+  """How many runs of `batch_size` to stack in one step: the measured table's K, else
+  EXAMPLES_PER_STEP // batch_size within [1, MAX_RUNS]; capped at max_runs (e.g. the number of
+  runs there are). 1 means: run them one at a time."""
   if batch_size < 1:
     raise MultiRunError(f"batch size must be >= 1, got {batch_size}")
-  sizes = sorted(MEASURED_RUNS_PER_STEP)
-  below = [s for s in sizes if s <= batch_size]
-  k = MEASURED_RUNS_PER_STEP[below[-1] if below else sizes[0]]
+  k = MEASURED_RUNS_PER_STEP.get(batch_size, min(MAX_RUNS, max(1, EXAMPLES_PER_STEP // batch_size)))
   return max(1, min(k, max_runs)) if max_runs is not None else k

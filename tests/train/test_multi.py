@@ -141,7 +141,9 @@ def test_runs_per_step_follows_the_measured_table():
   for batch, k in multi.MEASURED_RUNS_PER_STEP.items():
     assert multi.runs_per_step(batch) == k
     assert multi.runs_per_step(batch, max_runs=1) == 1
-  assert multi.runs_per_step(1) == multi.MEASURED_RUNS_PER_STEP[min(multi.MEASURED_RUNS_PER_STEP)]
-  assert multi.runs_per_step(1000) == multi.MEASURED_RUNS_PER_STEP[max(multi.MEASURED_RUNS_PER_STEP)]
+  assert multi.runs_per_step(4) == 4 and multi.runs_per_step(32) == 1  # where it pays, and not
+  assert multi.runs_per_step(1) == multi.MAX_RUNS
+  assert multi.runs_per_step(16) == 1 and multi.runs_per_step(1000) == 1
+  assert multi.runs_per_step(4, max_runs=3) == 3
   with pytest.raises(multi.MultiRunError, match=">= 1"):
     multi.runs_per_step(0)
