@@ -207,7 +207,8 @@ def test_arg_against_the_full_tuning_cells_of_another_study_directory(finished_s
 def test_stacked_downstream_cells_write_what_single_runs_write_and_resume_exactly(tmp_path,
                                                                                 monkeypatch):
   """2 seeds x 2 rates at batch 4: the measured rule stacks all 4 cells in one step; every cell's
-  file holds the fields and (within float32 tolerance) the scores of the one-at-a-time path."""
+  file holds the fields and (within float32 tolerance: 4 steps, before round-off grows) the scores
+  of the one-at-a-time path."""
   study = crossfit.build_study(PRESETS, upstreams=("none",), methods=("prompt",), seeds=(0, 1),
                                steps=4, eval_every=2, batch_sizes=(4,))
   frozen = init_params(CONFIG, 0)
@@ -219,8 +220,9 @@ def test_stacked_downstream_cells_write_what_single_runs_write_and_resume_exactl
     return original(self, cells, out)
   monkeypatch.setattr(crossfit.Runner, "run_downstream_group", spy)
   run = functools.partial(crossfit.run_study, CONFIG, frozen, UNIVERSE, study, progress=False)
-  run(tmp_path / "single", runs_per_step=1)
+  run(tmp_path / "single")  # the default: one at a time
   assert groups == []
+  run = functools.partial(run, runs_per_step=None)  # the measured rule
   run(tmp_path / "stacked")
   assert groups == [4]
 
