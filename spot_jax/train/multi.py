@@ -3,9 +3,12 @@
 Studies like CrossFit's downstream grid train many small runs (batch 4 or 8) over one frozen
 model. One such step leaves a CPU's cores mostly idle; K runs stacked on a leading axis fill them,
 and one compiled call advances all K. Nothing about a run changes: each keeps its own trainable
-tree, optimizer state, learning rate, dropout rng, step count and batch, and ends exactly where it
-would alone (tests/train/test_multi.py). The frozen model is shared (vmap in_axes None), never
-copied K times.
+tree, optimizer state, learning rate, dropout rng, step count and batch, and ends where it would
+alone up to float32 round-off (batched matmuls may sum in another order; tests/train/
+test_multi.py: 1e-5 after 3 steps). Tuning amplifies round-off like any perturbation (Adam at
+lr 0.1-1 on the embedded model: O(1) apart after ~20 steps, as a 1e-7 change of the init is), so
+a long stacked run is another draw of the same run, not the same numbers. The frozen model is
+shared (vmap in_axes None), never copied K times.
 
 The learning rate must live in the optimizer state (optax.inject_hyperparams), so one optimizer
 definition, and one compiled step, serves K runs with different rates. `runs_per_step` says how
