@@ -26,6 +26,18 @@ def test_benchmark_prints_json_lines(script, benches):
                                                       rel=1e-9)
 
 
+def test_bench_multi_prints_one_json_line_per_batch_and_k():
+  out = subprocess.run([sys.executable, str(TOOLS / "bench_multi.py"), "--ks", "2", "--batches", "2",
+                        "--rounds", "1", "--seconds", "0.05"], capture_output=True, text=True,
+                       check=True, timeout=300).stdout
+  lines = [json.loads(line) for line in out.splitlines()]
+  assert [(line["batch"], line["runs"]) for line in lines] == [(2, 1), (2, 2)]  # K = 1 always
+  assert lines[0]["speedup"] == 1.0 and lines[1]["speedup"] > 0
+  for line in lines:
+    assert line["bench"] == "multi_train_step" and line["model"] == "embedded"
+    assert line["examples_per_s"] == pytest.approx(line["runs"] * 2 / line["step_s_p20"], rel=1e-9)
+
+
 def test_bench_library_prints_json_lines():
   out = subprocess.run([sys.executable, str(TOOLS / "bench_library.py"), "--entries", "1000",
                         "--embed", "16", "--prompt-length", "4", "--precompute-entries", "8",

@@ -44,7 +44,7 @@ from spot_jax.io import atomic_write
 from spot_jax.model.config import T5Config
 from spot_jax.peft import trees
 from spot_jax.study import grid
-from spot_jax.train import meta, step as train_step_lib
+from spot_jax.train import meta, multi, step as train_step_lib
 from spot_jax.train.evaluation import Validator, score_of
 from spot_jax.train.state import TrainState
 
@@ -257,14 +257,18 @@ class Runner:
   # (inject_hyperparams), so runs with different rates share one compiled step.
   optimizer = optax.inject_hyperparams(optax.adamw)(learning_rate=1.0, weight_decay=0.0)
 
-  def __init__(self, config: T5Config, frozen, universe: Universe, study: Study):
+  def __init__(self, config: T5Config, frozen, universe: Universe, study: Study, *,
+               runs_per_step: Optional[int] = 1):
     self.config = config.replace(dropout_rate=0.0)
     self.frozen = frozen
     self.universe = universe
     self.study = study
     self.step_fn = train_step_lib.jit_train_step(self.config, self.optimizer)
+    self.multi_step_fn = multi.jit_multi_train_step(self.config, self.optimizer)
+    self.runs_per_step = runs_per_step  # None: spot_jax.train.multi.runs_per_step's measured rule
     self.frozen_params = trees.count_params(frozen)
     self._validators: dict[tuple[str, str], Validator] = {}
+    self._computed: dict[DownstreamCell, dict] = {}  # group members' results, not yet written
 
   def init(self, method: str, seed: int) -> dict:
     return trees.init_trainable(self.study.methods[method], self.config, self.frozen,
@@ -295,6 +299,36 @@ class Runner:
                       lambda state: self.step_fn(state, self.frozen, next(batches)),
                       steps=steps, eval_every=eval_every, loss="loss",
                       dev=(dev_task or task, dev_examples), what=f"{task} at lr {learning_rate}")
+
+  def tune_group(self, trainables: Sequence[Mapping], tasks: Sequence[str], *,
+                 learning_rates: Sequence[float], seeds: Sequence[int], batch_size: int,
+                 steps: int, eval_every: int) -> list[tuple[dict, dict, dict[int, float]]]:
+    """`tune` of K runs (run k: trainables[k] on tasks[k]'s train split at learning_rates[k]
+    with data seed seeds[k]) advanced together by one vmapped step (spot_jax.train.multi); each
+    run's batches, dev scores and best tree are its own, as `tune` would give them."""
+    batches = [train_batches(task, split="train", feature_lengths=self.universe.feature_lengths(task),
+                             global_batch_size=batch_size, seed=seed)
+               for task, seed in zip(tasks, seeds)]
+    states = multi.create_states([dict(t) for t in trainables], self.optimizer, seeds=seeds,
+                                 learning_rates=learning_rates)
+    runs = range(len(tasks))
+    scores: list[dict[int, float]] = [{} for _ in runs]
+    best: list[Optional[dict]] = [None for _ in runs]
+    best_score = [-np.inf for _ in runs]
+    for i in range(1, steps + 1):
+      states, metrics = self.multi_step_fn(states, self.frozen, multi.stack([next(b) for b in batches]))
+      if i % eval_every == 0 or i == steps:
+        losses = np.asarray(metrics["loss"])
+        for k in runs:
+          if not np.isfinite(losses[k]):
+            raise CrossFitError(f"{tasks[k]} at lr {learning_rates[k]}: loss {losses[k]} at step "
+                                f"{i}; lower the learning rate")
+          tree = jax.device_get(multi.unstack(states.trainable, k))
+          scores[k][i] = self.score(tasks[k], "validation", tree, None)
+          if scores[k][i] > best_score[k]:
+            best[k], best_score[k] = tree, scores[k][i]
+    lasts = [jax.device_get(multi.unstack(states.trainable, k)) for k in runs]
+    return [((last if b is None else b), last, dev) for b, last, dev in zip(best, lasts, scores)]
 
   def meta_train(self, trainable: Mapping, cfg: meta.MetaConfig, *, seed: int, steps: int,
                  eval_every: int) -> tuple[dict, dict, dict[int, float]]:
@@ -372,23 +406,77 @@ class Runner:
          f"{best_step} of {up.steps} ({seconds:.0f} s)")
     return {"score": dev[best_step], "best_step": best_step, "dev": dev, "seconds": seconds}
 
-  def run_downstream(self, cell: DownstreamCell, out: epath.Path) -> dict:
-    down = self.study.downstream
-    start = time.perf_counter()
+  def _downstream_start(self, cell: DownstreamCell, out: epath.Path) -> tuple[dict, str]:
+    """(initial trainable tree, registered task) of a downstream cell."""
     if cell.source is None:
       trainable = self.init(cell.method, cell.seed)
     else:
       trainable = load_tree(cell.source.tree_path(out, cell.upstream.split("-")[1]))
-    task = self.universe.target_task(cell.target, cell.seed)
-    best, _, dev = self.tune(trainable, task, learning_rate=cell.learning_rate,
-                             batch_size=cell.batch_size, steps=down.steps,
-                             eval_every=down.eval_every, seed=cell.seed)
+    return trainable, self.universe.target_task(cell.target, cell.seed)
+
+  def _downstream_record(self, task: str, best: dict, dev: dict[int, float],
+                         seconds: float) -> dict:
+    down = self.study.downstream
     best_step = best_dev_step(dev)
     test = self.score(task, "test", best, down.num_test_examples)
     tunable = trees.count_params(trees.materialize(best))
     return {"score": test, "test_score": test, "dev_score": dev[best_step], "best_step": best_step,
             "dev": dev, "tunable_params": tunable, "frozen_params": self.frozen_params,
-            "seconds": time.perf_counter() - start}
+            "seconds": seconds}
+
+  def run_downstream(self, cell: DownstreamCell, out: epath.Path) -> dict:
+    down = self.study.downstream
+    start = time.perf_counter()
+    trainable, task = self._downstream_start(cell, out)
+    best, _, dev = self.tune(trainable, task, learning_rate=cell.learning_rate,
+                             batch_size=cell.batch_size, steps=down.steps,
+                             eval_every=down.eval_every, seed=cell.seed)
+    return self._downstream_record(task, best, dev, time.perf_counter() - start)
+
+  def run_downstream_group(self, cells: Sequence[DownstreamCell], out: epath.Path) -> list[dict]:
+    """run_downstream of cells of one group_key, tuned together (tune_group); one record per
+    cell, as run_downstream writes it ("seconds": the group's time / the number of cells)."""
+    down = self.study.downstream
+    start = time.perf_counter()
+    starts = [self._downstream_start(cell, out) for cell in cells]
+    tasks = [task for _, task in starts]
+    runs = self.tune_group([t for t, _ in starts], tasks,
+                           learning_rates=[c.learning_rate for c in cells],
+                           seeds=[c.seed for c in cells], batch_size=cells[0].batch_size,
+                           steps=down.steps, eval_every=down.eval_every)
+    seconds = (time.perf_counter() - start) / len(cells)
+    return [self._downstream_record(task, best, dev, seconds)
+            for task, (best, _, dev) in zip(tasks, runs)]
+
+  def group_key(self, cell: DownstreamCell) -> tuple:
+    """Cells of one key can be tuned in one stacked step: same upstream and method (one tree
+    shape), batch size and feature lengths (one batch shape); steps are the study's."""
+    lengths = self.universe.feature_lengths(self.universe.target_task(cell.target, cell.seed))
+    return (cell.upstream, cell.method, cell.batch_size, tuple(sorted(lengths.items())))
+
+  def run_downstream_grouped(self, cell: DownstreamCell, out: epath.Path,
+                             peers: Sequence[DownstreamCell]) -> dict:
+    """run_downstream of `cell` (what run_grid calls), tuning up to K - 1 unfinished `peers` (its
+    group_key's cells) with it, K from spot_jax.train.multi.runs_per_step; their records wait
+    in memory until run_grid reaches them (and claims and writes them). Peers whose file exists
+    are never rerun, so a resumed group reruns only its missing cells; peers another process has
+    claimed are left to it."""
+    if cell in self._computed:
+      return self._computed.pop(cell)
+    k = (multi.runs_per_step(cell.batch_size) if self.runs_per_step is None
+         else self.runs_per_step)
+    group = [cell] + [p for p in peers if p != cell and p not in self._computed
+                      and not (out / p.key).exists() and not _claimed(out / p.key)][:max(k, 1) - 1]
+    if len(group) == 1:
+      return self.run_downstream(cell, out)
+    records = self.run_downstream_group(group, out)
+    self._computed.update(zip(group[1:], records[1:]))
+    return records[0]
+
+
+def _claimed(path: epath.Path) -> bool:
+  """Whether a process holds the claim spot_jax.study.grid.run_grid puts beside a result file."""
+  return (path.parent / f"{path.name}.claim").exists()
 
 
 def split_arrays(task: str, split: str, lengths: Mapping[str, int]) -> dict[str, np.ndarray]:
@@ -423,16 +511,22 @@ def load_cells(out: str | epath.PathLike) -> list[dict]:
 
 def run_study(config: T5Config, frozen, universe: Universe, study: Study,
               out: str | epath.PathLike, *, protocol_note: str = "", poll_seconds: float = 20.0,
-              progress: bool = True, baseline_dir: Optional[str | epath.PathLike] = None
-              ) -> Optional[epath.Path]:
+              progress: bool = True, baseline_dir: Optional[str | epath.PathLike] = None,
+              runs_per_step: Optional[int] = 1) -> Optional[epath.Path]:
   """Runs (or resumes, or joins) the study in `out`; writes the report when every cell is done.
 
   Upstream cells run first; a downstream cell runs once its upstream tree exists. Cells another
   process has claimed are left to it; when only those remain this process waits for them, then
   writes the report (so the last process to finish writes the complete one). `baseline_dir`:
-  ARG against full tuning without upstream as another study directory holds it (same model)."""
+  ARG against full tuning without upstream as another study directory holds it (same model).
+  Downstream cells of one Runner.group_key are tuned `runs_per_step` at a time in one stacked step
+  (None: spot_jax.train.multi's measured rule for the batch size); every cell's file is written as
+  a single run writes it. Stacked runs equal single runs only to float32 round-off, which tuning
+  at these rates amplifies (a 1e-7 change of the init moves a prompt by O(1) within 20 steps), so
+  a stacked cell's scores are another draw of the same run, not the same numbers: the default, 1,
+  keeps one run at a time and a study bit-reproducible."""
   out = epath.Path(out)
-  runner = Runner(config, frozen, universe, study)
+  runner = Runner(config, frozen, universe, study, runs_per_step=runs_per_step)
   upstream = [UpstreamCell(u, m) for u in study.upstreams if u != "none" for m in study.methods]
   cells = downstream_cells(study, universe)
   _say(f"{len(upstream)} upstream and {len(cells)} downstream cells -> {out}/ (resumes; other "
@@ -440,8 +534,12 @@ def run_study(config: T5Config, frozen, universe: Universe, study: Study,
   while True:
     grid.run_grid(upstream, lambda c: runner.run_upstream(c, out), out, progress=False, claim=True)
     ready = [c for c in cells if c.source is None or (out / c.source.key).exists()]
-    records = grid.run_grid(ready, lambda c: runner.run_downstream(c, out), out,
-                            progress=progress, claim=True)
+    groups: dict[tuple, list[DownstreamCell]] = {}
+    for c in ready:
+      groups.setdefault(runner.group_key(c), []).append(c)
+    records = grid.run_grid(
+        ready, lambda c: runner.run_downstream_grouped(c, out, groups[runner.group_key(c)]), out,
+        progress=progress, claim=True)
     finished = [r for r in records if r]
     if len(finished) == len(cells):
       break

@@ -173,6 +173,7 @@ def test_a_finished_study_is_never_recomputed(finished_study, monkeypatch):
     raise AssertionError("a finished cell was recomputed")
   monkeypatch.setattr(crossfit.Runner, "run_upstream", fail)
   monkeypatch.setattr(crossfit.Runner, "run_downstream", fail)
+  monkeypatch.setattr(crossfit.Runner, "run_downstream_group", fail)
   crossfit.run_study(CONFIG, frozen, UNIVERSE, study, out, progress=False)
   assert (out / "results.csv").read_text() == before
 
@@ -201,3 +202,61 @@ def test_arg_against_the_full_tuning_cells_of_another_study_directory(finished_s
   with pytest.raises(crossfit.CrossFitError, match="holds no finished none/full cells"):
     crossfit.run_study(CONFIG, frozen, UNIVERSE, study, out, progress=False,
                        baseline_dir=tmp_path / "empty")
+
+
+def test_stacked_downstream_cells_write_what_single_runs_write_and_resume_exactly(tmp_path,
+                                                                                monkeypatch):
+  """2 seeds x 2 rates at batch 4: the measured rule stacks all 4 cells in one step; every cell's
+  file holds the fields and (within float32 tolerance: 4 steps, before round-off grows) the scores
+  of the one-at-a-time path."""
+  study = crossfit.build_study(PRESETS, upstreams=("none",), methods=("prompt",), seeds=(0, 1),
+                               steps=4, eval_every=2, batch_sizes=(4,))
+  frozen = init_params(CONFIG, 0)
+  groups = []
+  original = crossfit.Runner.run_downstream_group
+
+  def spy(self, cells, out):
+    groups.append(len(cells))
+    return original(self, cells, out)
+  monkeypatch.setattr(crossfit.Runner, "run_downstream_group", spy)
+  run = functools.partial(crossfit.run_study, CONFIG, frozen, UNIVERSE, study, progress=False)
+  run(tmp_path / "single")  # the default: one at a time
+  assert groups == []
+  run = functools.partial(run, runs_per_step=None)  # the measured rule
+  run(tmp_path / "stacked")
+  assert groups == [4]
+
+  def records(name):
+    return {(r["seed"], r["learning_rate"]): r for r in crossfit.load_cells(tmp_path / name)}
+
+  single, stacked = records("single"), records("stacked")
+  assert len(single) == 4 and single.keys() == stacked.keys()
+  for key, one in single.items():
+    many = stacked[key]
+    assert many.keys() == one.keys()
+    for field in ("upstream", "method", "target", "seed", "learning_rate", "batch_size",
+                  "best_step", "tunable_params", "frozen_params"):
+      assert many[field] == one[field], (key, field)
+    for field in ("score", "test_score", "dev_score"):
+      np.testing.assert_allclose(many[field], one[field], rtol=1e-4, atol=1e-3)
+    assert many["dev"].keys() == one["dev"].keys()
+    np.testing.assert_allclose(list(many["dev"].values()), list(one["dev"].values()), rtol=1e-4,
+                               atol=1e-3)
+  assert len({r["score"] for r in stacked.values()}) == 4  # four different runs, not one copied
+
+  # Resume: two of the four files lost -> only those two run (as a group of 2), same results.
+  lost = [k for k in sorted(stacked)][:2]
+  for r in stacked.values():
+    if (r["seed"], r["learning_rate"]) in lost:
+      cell = crossfit.DownstreamCell(r["upstream"], r["method"], r["target"], r["seed"],
+                                     r["learning_rate"], r["batch_size"])
+      (tmp_path / "stacked" / cell.key).unlink()
+  groups.clear()
+  run(tmp_path / "stacked")
+  assert groups == [2]
+  again = records("stacked")
+  for key in stacked:
+    np.testing.assert_allclose(again[key]["score"], stacked[key]["score"], rtol=1e-5, atol=1e-4)
+  groups.clear()
+  run(tmp_path / "stacked")  # all done: nothing runs
+  assert groups == []
