@@ -210,6 +210,15 @@ def _learning_rates(items: Optional[Sequence[str]]) -> Optional[dict[str, list[f
   return rates
 
 
+def _runs_per_step(value: str) -> Optional[int]:
+  """--runs_per_step: a positive K, or auto (None: spot_jax.train.multi.runs_per_step's rule)."""
+  if value == "auto":
+    return None
+  if not value.isdigit() or int(value) < 1:
+    raise SpotError(f"--runs_per_step takes a positive integer or auto, got {value!r}")
+  return int(value)
+
+
 def _cmd_crossfit(args: argparse.Namespace) -> None:
   """The CrossFit PEFT study: on the embedded universe with the shipped model, or (--gym) on the
   CrossFit Gym TSVs with the model a gin file names (INITIAL_CHECKPOINT_PATH, MODEL_CONFIG)."""
@@ -221,6 +230,7 @@ def _cmd_crossfit(args: argparse.Namespace) -> None:
     raise SpotError(f"unknown target(s) {', '.join(unknown)}; {universe.name} targets: "
                     f"{', '.join(universe.targets)}")
   learning_rates = _learning_rates(args.learning_rates)
+  runs_per_step = _runs_per_step(args.runs_per_step)
   if args.gym:  # the seed's presets (gin_configs/crossfit/seed_t5.gin) and the model from gin
     import gin
     from spot_jax import gin_utils
@@ -241,7 +251,8 @@ def _cmd_crossfit(args: argparse.Namespace) -> None:
       batch_sizes=args.batch_sizes, learning_rates=learning_rates,
       upstream_steps=args.upstream_steps, checkpoints=args.checkpoints)
   report = crossfit.run_study(config, frozen, universe, study, args.out,
-                              protocol_note=" ".join(sys.argv[1:]), baseline_dir=args.baseline_dir)
+                              protocol_note=" ".join(sys.argv[1:]), baseline_dir=args.baseline_dir,
+                              runs_per_step=runs_per_step)
   print(f"report: {report}")
 
 
@@ -534,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help="which upstream trees transfer (default: both best-dev and last)")
   p.add_argument("--baseline_dir", help="ARG against the none/full cells of this other study "
                  "directory (same model and targets) instead of this study's own")
+  p.add_argument("--runs_per_step", default="1", metavar="K|auto",
+                 help="tune K downstream runs of one (upstream, method, batch) group in one stacked "
+                 "step; auto: the measured rule (batch 4 -> 4, 8 -> 2, 32 -> 1). Default 1: "
+                 "bit-reproducible; stacked runs equal single runs only to float round-off")
   p.add_argument("--gym", action="store_true", help="the CrossFit Gym TSVs (set_data_dir) with "
                  "the model of --gin_file (MODEL_CONFIG, INITIAL_CHECKPOINT_PATH)")
   p.add_argument("--gin_file", action="append", default=[])

@@ -62,7 +62,8 @@ def test_study_transfer_takes_names_without_their_version(tmp_path, monkeypatch)
 def test_study_crossfit_refuses_bad_arguments_with_one_line(tmp_path, capsys):
   cases = [(["--targets", "nope"], "unknown target(s) nope; embedded targets: sent_mood, "),
            (["--learning_rates", "prompt=fast"], "--learning_rates takes numbers or METHOD=LR"),
-           (["--gym", "--targets", "sent_mood"], "crossfit_gym targets: anli, dbpedia_14, ")]
+           (["--gym", "--targets", "sent_mood"], "crossfit_gym targets: anli, dbpedia_14, "),
+           (["--runs_per_step", "0"], "--runs_per_step takes a positive integer or auto, got '0'")]
   for extra, message in cases:
     assert cli.main(["study", "crossfit", "--out", str(tmp_path / "x"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -75,12 +76,14 @@ def test_study_crossfit_passes_its_grid_to_the_study(tmp_path, monkeypatch):
   got = {}
   monkeypatch.setattr(crossfit, "run_study",
                       lambda config, frozen, universe, study, out, **kw: got.update(
-                          universe=universe, study=study, out=out) or tmp_path / "report.md")
+                          universe=universe, study=study, out=out, **kw) or tmp_path / "report.md")
   assert cli.main(["study", "crossfit", "--out", str(tmp_path / "x"), "--upstream", "none", "mtl",
                    "--methods", "prompt", "full", "--targets", "nli_cb", "--seeds", "13", "21",
                    "--learning_rates", "prompt=1,0.1", "full=1e-3", "--batch_sizes", "8",
-                   "--steps", "300", "--upstream_steps", "50", "--checkpoints", "best"]) == 0
+                   "--steps", "300", "--upstream_steps", "50", "--checkpoints", "best",
+                   "--runs_per_step", "auto"]) == 0
   study = got["study"]
+  assert got["runs_per_step"] is None  # auto: the measured rule
   assert got["universe"].name == "embedded" and study.targets == ("nli_cb",)
   assert study.seeds == (13, 21) and study.upstreams == ("none", "mtl")
   assert study.downstream.learning_rates == {"prompt": (1.0, 0.1), "full": (1e-3,)}
