@@ -23,9 +23,9 @@ training stream is still a pure function of (task, split, lengths, batch, seed, 
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Mapping, Optional
+from typing import Mapping, Optional
 
+from spot_jax.data.autograph import autograph_converts_seqio_utils
 from spot_jax.errors import ConfigError
 
 PLACEHOLDER_ID = 1  # any nonzero id: the model replaces these embeddings by the prompt
@@ -61,28 +61,6 @@ def add_prompt_slots(ds, prompt_length: int):
     return {**ex, "inputs": tf.concat([slots, ex["inputs"]], axis=0)}
 
   return ds.map(add, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-@contextlib.contextmanager
-def autograph_converts_seqio_utils() -> Iterator[None]:
-  """While building a dataset: AutoGraph converts seqio.utils again.
-
-  spot_jax.data.autograph tells AutoGraph to skip seqio (it only costs time there), but seqio's
-  packing (utils.trim_and_pack_dataset) loops `for i in tf.range(...)` over a tensor, which only
-  AutoGraph turns into a while_loop. tf.data traces map functions when the dataset is built, so a
-  Convert rule ahead of the others for just that call is enough; the rules are restored after.
-  """
-  try:
-    from tensorflow.python.autograph.core import config, config_lib
-  except ImportError:  # a TensorFlow without this module also has no skip rule to undo
-    yield
-    return
-  saved = config.CONVERSION_RULES
-  config.CONVERSION_RULES = (config_lib.Convert("seqio.utils"),) + tuple(saved)
-  try:
-    yield
-  finally:
-    config.CONVERSION_RULES = saved
 
 
 def pack(ds, feature_lengths: Mapping[str, int], prompt_length: int,

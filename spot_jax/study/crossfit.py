@@ -466,17 +466,13 @@ class Runner:
     k = (multi.runs_per_step(cell.batch_size) if self.runs_per_step is None
          else self.runs_per_step)
     group = [cell] + [p for p in peers if p != cell and p not in self._computed
-                      and not (out / p.key).exists() and not _claimed(out / p.key)][:max(k, 1) - 1]
+                      and not (out / p.key).exists() and not grid.claim_path(out / p.key).exists()
+                      ][:max(k, 1) - 1]
     if len(group) == 1:
       return self.run_downstream(cell, out)
     records = self.run_downstream_group(group, out)
     self._computed.update(zip(group[1:], records[1:]))
     return records[0]
-
-
-def _claimed(path: epath.Path) -> bool:
-  """Whether a process holds the claim spot_jax.study.grid.run_grid puts beside a result file."""
-  return (path.parent / f"{path.name}.claim").exists()
 
 
 def split_arrays(task: str, split: str, lengths: Mapping[str, int]) -> dict[str, np.ndarray]:

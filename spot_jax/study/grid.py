@@ -164,6 +164,11 @@ def _read_record(path: epath.Path, fields: Sequence[str] = CELL_FIELDS) -> dict[
   return record
 
 
+def claim_path(result: epath.Path) -> epath.Path:
+  """Where run_grid(claim=True) marks the cell of `result` while a process computes it."""
+  return result.parent / f"{result.name}.claim"
+
+
 def _claim(path: epath.Path) -> bool:
   """Creates `path` exclusively with this process's host:pid; takes over a claim whose process is
   gone (same host, pid not running). False: another live process holds it."""
@@ -225,7 +230,7 @@ def run_grid(cells: Sequence[GridCell], run_cell: Callable[[Any], Mapping[str, A
       cell = cells[i]
       path = out_dir / cell.key
       fields = cell.fields()
-      lock = path.parent / f"{path.name}.claim"
+      lock = claim_path(path)
       if path.exists():
         record = _read_record(path, list(fields))
         if {f: record[f] for f in fields} != fields:
