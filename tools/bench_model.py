@@ -134,17 +134,23 @@ def bench_config(name: str, args: argparse.Namespace, peak: float,
   return lines
 
 
-def setup(doc: str) -> tuple[argparse.Namespace, dict[str, Any], float]:
-  """Flags, run facts and the float32 matmul peak (printed as its own line) shared by the
-  benchmarks; returns (args, common fields of every line, peak GFLOP/s)."""
+def shape_parser(doc: str, *, configs: str = "t5_1_1_test,t5_1_1_small",
+                 min_seconds: float = 2.0) -> argparse.ArgumentParser:
+  """The flags every train-step benchmark shares: configs, batch and sequence shape, timing."""
   parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-  parser.add_argument("--configs", default="t5_1_1_test,t5_1_1_small")
+  parser.add_argument("--configs", default=configs)
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--input_len", type=int, default=128)
   parser.add_argument("--prompt_len", type=int, default=100)
   parser.add_argument("--target_len", type=int, default=8)
-  parser.add_argument("--min_seconds", type=float, default=2.0)
-  args = parser.parse_args()
+  parser.add_argument("--min_seconds", type=float, default=min_seconds)
+  return parser
+
+
+def setup(doc: str) -> tuple[argparse.Namespace, dict[str, Any], float]:
+  """Flags, run facts and the float32 matmul peak (printed as its own line) shared by the
+  benchmarks; returns (args, common fields of every line, peak GFLOP/s)."""
+  args = shape_parser(doc).parse_args()
   device = jax.devices()[0]
   common = {"jax": jax.__version__, "platform": device.platform, "device_kind": device.device_kind,
             "num_devices": jax.device_count()}

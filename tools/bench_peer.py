@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_model import log  # noqa: E402
+from bench_model import log, shape_parser  # noqa: E402
 
 from spot_jax.model.config import T5Config  # noqa: E402
 from spot_jax.model.params import init_params  # noqa: E402
@@ -145,14 +145,8 @@ def bench(name: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--configs", default="peer_tiny,peer_small")
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--input_len", type=int, default=128)
-  parser.add_argument("--prompt_len", type=int, default=100)
-  parser.add_argument("--target_len", type=int, default=8)
+  parser = shape_parser(__doc__, configs="peer_tiny,peer_small", min_seconds=5.0)
   parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--min_seconds", type=float, default=5.0)
   args = parser.parse_args()
   for name in args.configs.split(","):
     print(json.dumps(bench(name.strip(), args)), flush=True)

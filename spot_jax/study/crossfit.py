@@ -250,6 +250,29 @@ def load_tree(path: epath.Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ tuning
 
 
+class _DevTracker:
+  """One run's dev scores and best-dev tree, fed at each evaluation step (tune, tune_group and
+  meta_train share it)."""
+
+  def __init__(self, runner: "Runner", dev: tuple[str, Optional[int]], loss: str, what: str):
+    self.runner, self.dev, self.loss, self.what = runner, dev, loss, what
+    self.scores: dict[int, float] = {}
+    self.best, self.best_score = None, -np.inf
+
+  def observe(self, step: int, loss_value: float, trainable: Mapping) -> None:
+    """Checks the loss is finite and scores `trainable` on the validation split of dev[0]."""
+    if not np.isfinite(loss_value):
+      raise CrossFitError(f"{self.what}: {self.loss} {loss_value} at step {step}; lower the "
+                          "learning rate")
+    self.scores[step] = self.runner.score(self.dev[0], "validation", trainable, self.dev[1])
+    if self.scores[step] > self.best_score:
+      self.best, self.best_score = jax.device_get(trainable), self.scores[step]
+
+  def result(self, last: dict) -> tuple[dict, dict, dict[int, float]]:
+    """(best-dev tree, last tree, {step: dev score}); the last tree when every score is NaN."""
+    return (last if self.best is None else self.best), last, self.scores
+
+
 class Runner:
   """Runs cells over one frozen model; compiled steps and validators are built once and shared."""
 
@@ -312,23 +335,15 @@ class Runner:
     states = multi.create_states([dict(t) for t in trainables], self.optimizer, seeds=seeds,
                                  learning_rates=learning_rates)
     runs = range(len(tasks))
-    scores: list[dict[int, float]] = [{} for _ in runs]
-    best: list[Optional[dict]] = [None for _ in runs]
-    best_score = [-np.inf for _ in runs]
+    trackers = [_DevTracker(self, (task, None), "loss", f"{task} at lr {lr}")
+                for task, lr in zip(tasks, learning_rates)]
     for i in range(1, steps + 1):
       states, metrics = self.multi_step_fn(states, self.frozen, multi.stack([next(b) for b in batches]))
       if i % eval_every == 0 or i == steps:
         losses = np.asarray(metrics["loss"])
         for k in runs:
-          if not np.isfinite(losses[k]):
-            raise CrossFitError(f"{tasks[k]} at lr {learning_rates[k]}: loss {losses[k]} at step "
-                                f"{i}; lower the learning rate")
-          tree = jax.device_get(multi.unstack(states.trainable, k))
-          scores[k][i] = self.score(tasks[k], "validation", tree, None)
-          if scores[k][i] > best_score[k]:
-            best[k], best_score[k] = tree, scores[k][i]
-    lasts = [jax.device_get(multi.unstack(states.trainable, k)) for k in runs]
-    return [((last if b is None else b), last, dev) for b, last, dev in zip(best, lasts, scores)]
+          trackers[k].observe(i, float(losses[k]), multi.unstack(states.trainable, k))
+    return [trackers[k].result(jax.device_get(multi.unstack(states.trainable, k))) for k in runs]
 
   def meta_train(self, trainable: Mapping, cfg: meta.MetaConfig, *, seed: int, steps: int,
                  eval_every: int) -> tuple[dict, dict, dict[int, float]]:
@@ -367,19 +382,12 @@ class Runner:
             dev: tuple[str, Optional[int]], what: str) -> tuple[dict, dict, dict[int, float]]:
     """Runs `advance` (state -> (state, metrics)) `steps` times; every `eval_every` steps and at
     the end checks the loss is finite and scores the tree on the validation split of dev[0]."""
-    scores: dict[int, float] = {}
-    best, best_score = None, -np.inf
+    tracker = _DevTracker(self, dev, loss, what)
     for i in range(1, steps + 1):
       state, metrics = advance(state)
       if i % eval_every == 0 or i == steps:
-        value = float(metrics[loss])
-        if not np.isfinite(value):
-          raise CrossFitError(f"{what}: {loss} {value} at step {i}; lower the learning rate")
-        scores[i] = self.score(dev[0], "validation", state.trainable, dev[1])
-        if scores[i] > best_score:
-          best, best_score = jax.device_get(state.trainable), scores[i]
-    last = jax.device_get(state.trainable)
-    return (last if best is None else best), last, scores  # best None: every dev score NaN
+        tracker.observe(i, float(metrics[loss]), state.trainable)
+    return tracker.result(jax.device_get(state.trainable))
 
   # ------------------------------------------------------------------------------ cells
 
