@@ -62,6 +62,32 @@ def _import_modules(modules: Sequence[str]) -> None:
       raise SpotError(f"cannot import task module {module!r} ({e}); check --module / PYTHONPATH")
 
 
+def _start_distributed(args: argparse.Namespace, gin_utils) -> None:
+  """Multi-process runs (spot_jax.train.distributed): flags, else gin macros COORDINATOR_ADDRESS /
+  NUM_PROCESSES / PROCESS_ID, else SPOT_JAX_* environment variables; before any JAX computation."""
+  from spot_jax.train import distributed
+  distributed.initialize(
+      coordinator_address=args.coordinator_address or gin_utils.macro_value("COORDINATOR_ADDRESS"),
+      num_processes=_first(args.num_processes, gin_utils.macro_value("NUM_PROCESSES")),
+      process_id=_first(args.process_id, gin_utils.macro_value("PROCESS_ID")),
+      auto=args.distributed == "auto")
+
+
+def _first(*values):
+  return next((v for v in values if v is not None), None)
+
+
+def _distributed_flags(p: argparse.ArgumentParser) -> None:
+  g = p.add_argument_group("multi-process runs", "one process per host, all with the same flags "
+                           "but --process_id; or SPOT_JAX_COORDINATOR / SPOT_JAX_NUM_PROCESSES / "
+                           "SPOT_JAX_PROCESS_ID; process 0 writes the shared files")
+  g.add_argument("--coordinator_address", metavar="HOST:PORT", help="process 0's address")
+  g.add_argument("--num_processes", type=int, metavar="N")
+  g.add_argument("--process_id", type=int, metavar="I", help="0..N-1")
+  g.add_argument("--distributed", choices=("auto",), help="auto: jax's cluster detection "
+                 "(TPU pods, SLURM, Open MPI) fills in all three")
+
+
 def _cmd_gin(args: argparse.Namespace) -> None:
   """train / eval / infer: parse the gin files and overrides, then call the bound function."""
   if args.command == "infer" and args.tasks:
@@ -71,6 +97,7 @@ def _cmd_gin(args: argparse.Namespace) -> None:
   _import_modules(args.module)
   name, required = _GIN_COMMANDS[args.command]
   gin_utils.parse(args.gin_file, args.gin_bindings, required)
+  _start_distributed(args, gin_utils)
   if args.command == "train":
     model_dir = gin.query_parameter("MODEL_DIR/gin.macro.value")
     gin_utils.save_config(model_dir, "config.gin", gin.config_str())
@@ -469,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--module", action="append", default=["tasks"],
                    help="module to import that registers seqio tasks (default: tasks); repeatable")
     p.set_defaults(fn=_cmd_gin, tasks=None)
+    _distributed_flags(p)
     if command == "infer":
       _infer_mixed_flags(p)
 

@@ -89,6 +89,14 @@ def _resolve(gin_file: str) -> str:
   return str(GIN_DIR / gin_file)
 
 
+def macro_value(name: str, default=None):
+  """The value of gin macro `name`, or `default` when it is not bound."""
+  try:
+    return gin.query_parameter(f"{name}/gin.macro.value")
+  except ValueError:
+    return default
+
+
 def _macro_state(name: str) -> str:
   """'unset', 'required' (bound to %gin.REQUIRED) or 'set'."""
   try:
@@ -99,7 +107,11 @@ def _macro_state(name: str) -> str:
 
 
 def save_config(model_dir: str | epath.PathLike, name: str, text: str) -> None:
-  """Writes a gin config beside the run (config.gin: as parsed; operative_config.gin: as used)."""
+  """Writes a gin config beside the run (config.gin: as parsed; operative_config.gin: as used);
+  in a multi-process run, process 0 alone writes it."""
+  from spot_jax.train.distributed import is_writer
+  if not is_writer():
+    return
   path = epath.Path(model_dir)
   path.mkdir(parents=True, exist_ok=True)
   (path / name).write_text(text)

@@ -5,6 +5,12 @@ Resume order (implemented in `restore_or_init` and `trainer.train`):
   2. if MODEL_DIR/checkpoints has a committed step, restore step, prompt, optimizer state and rng;
   3. restart the input stream after `step` batches (spot_jax.data.pipeline.train_batches);
   4. restore the best validation score so far from the exported source prompt's sidecar.
+
+Multi-process runs: every process calls save and restore together; orbax writes each process's
+shards and lets its primary process alone write the metadata and commit the step. A restore lays
+the values out as `initial` is laid out, so a checkpoint saved on one mesh (say data 8 x model 1)
+restores on another (data 2 x model 2, another process count): the target's shardings come from
+the new run's `initial`, not from the checkpoint.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from spot_jax.io import absolute
+from spot_jax.train.distributed import to_host
 from spot_jax.train.state import TrainState
 
 
@@ -29,7 +36,7 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, state: TrainState) -> None:
-    step = int(jax.device_get(state.step))
+    step = int(to_host(state.step))
     if step not in self.manager.all_steps():
       self.manager.save(step, args=ocp.args.StandardSave(state))
       self.manager.wait_until_finished()
@@ -39,7 +46,7 @@ class Checkpointer:
     step = self.latest_step()
     if step is None:
       return initial, False
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, initial)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, initial)  # keeps each sharding
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract)), True
 
   def close(self) -> None:

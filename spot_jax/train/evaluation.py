@@ -3,6 +3,10 @@ score metrics (e.g. rank classification), through seqio.Evaluator.
 
 The score of a checkpoint is the mean of its task's metric values (SPoT footnote 5: tasks with
 several metrics report their average), or one named metric.
+
+Multi-process runs: seqio reads the whole split on every process, so every process decodes the same
+global batches on the global mesh, gathers the results (distributed.to_host) and computes the same
+metrics; process 0 writes them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from spot_jax.data.autograph import skip_seqio_autograph
 from spot_jax.model import decoding
 from spot_jax.model.config import T5Config
 from spot_jax.peft.trees import model_args
+from spot_jax.train.distributed import to_host
 
 Metrics = dict[str, float]
 
@@ -54,7 +59,7 @@ class Validator:
       for index, features, n in _batches(ds, self.batch_size):
         tokens = decoding.greedy_decode(params, features["encoder_input_tokens"], config=self.config,
                                         max_decode_len=self.max_decode_len, peft=peft)
-        out.extend(zip(index.tolist(), np.asarray(jax.device_get(tokens))[:n].tolist()))
+        out.extend(zip(index.tolist(), to_host(tokens)[:n].tolist()))
       return out
     return predict_fn
 
@@ -65,7 +70,7 @@ class Validator:
         scores = decoding.score_targets(params, features["encoder_input_tokens"],
                                         features["decoder_target_tokens"], config=self.config,
                                         peft=peft)
-        out.extend(zip(index.tolist(), np.asarray(jax.device_get(scores))[:n].tolist()))
+        out.extend(zip(index.tolist(), to_host(scores)[:n].tolist()))
       return out
     return score_fn
 

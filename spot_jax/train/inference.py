@@ -3,20 +3,27 @@
 Prediction record (predictions.jsonl), one per example:
   {"index": 0, "inputs": "rte sentence1: ... sentence2: ...", "target": "entailment",
    "prediction": "entailment"}
+
+Multi-process runs (spot_jax.train.distributed): every process reads the whole split and decodes
+it with the same model and prompt (here on its own devices: eval and infer do not lay the model over
+the mesh), so all get the same results; process 0 alone writes eval_{split}.json, predictions.jsonl
+and the printed summary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Mapping, Optional
 
 import numpy as np
 from etils import epath
 
-from spot_jax.data.pipeline import get_task, host_shard_info
+from spot_jax.data.pipeline import get_task, whole_dataset
 from spot_jax.model import decoding
 from spot_jax.model.config import T5Config
 from spot_jax.peft import PromptError, load_prompt_file
+from spot_jax.train.distributed import is_writer, sync, to_host
 from spot_jax.train.evaluation import Validator, score_of
 from spot_jax.train.trainer import load_frozen
 
@@ -41,6 +48,8 @@ def evaluate(*, mixture_or_task_name: str, feature_lengths: Mapping[str, int], p
                         split=split, batch_size=batch_size, num_examples=num_examples)
   metrics = validator(frozen, {"prompt": prompt})
   result = {**metrics, "score": score_of(metrics)}
+  if not is_writer():
+    return result
   print(json.dumps(result, indent=2))
   if output_dir:
     out = epath.Path(output_dir)
@@ -58,27 +67,33 @@ def infer(*, mixture_or_task_name: str, feature_lengths: Mapping[str, int], prom
   task = get_task(mixture_or_task_name)
   vocab = task.output_features["targets"].vocabulary
   ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, num_epochs=1,
-                        shard_info=host_shard_info())
+                        shard_info=whole_dataset())
   if num_examples:
     ds = ds.take(num_examples)
   length = feature_lengths["inputs"]
   out = epath.Path(output_file)
-  out.parent.mkdir(parents=True, exist_ok=True)
+  writes = is_writer()
+  if writes:
+    out.parent.mkdir(parents=True, exist_ok=True)
   count = 0
-  with out.open("w") as f:
+  with out.open("w") if writes else contextlib.nullcontext() as f:
     for batch in ds.padded_batch(batch_size).as_numpy_iterator():
       inputs = np.zeros((batch_size, length), np.int32)
       n = len(batch["inputs"])
       inputs[:n, :min(length, batch["inputs"].shape[1])] = batch["inputs"][:, :length]
-      tokens = np.asarray(decoding.greedy_decode(frozen, inputs, config=config,
-                                                 peft={"prompt": prompt},
-                                                 max_decode_len=feature_lengths["targets"]))
+      tokens = to_host(decoding.greedy_decode(frozen, inputs, config=config,
+                                              peft={"prompt": prompt},
+                                              max_decode_len=feature_lengths["targets"]))
       for i in range(n):
-        record = {"index": count, "inputs": _text(batch, "inputs", i),
-                  "target": _text(batch, "targets", i), "prediction": vocab.decode(tokens[i].tolist())}
-        f.write(json.dumps(record) + "\n")
+        if writes:
+          record = {"index": count, "inputs": _text(batch, "inputs", i),
+                    "target": _text(batch, "targets", i),
+                    "prediction": vocab.decode(tokens[i].tolist())}
+          f.write(json.dumps(record) + "\n")
         count += 1
-  print(f"wrote {count} predictions to {out}")
+  sync("spot_jax_infer_done")  # no process returns before the predictions are written
+  if writes:
+    print(f"wrote {count} predictions to {out}")
   return count
 
 

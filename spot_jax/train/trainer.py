@@ -6,6 +6,9 @@ Its defaults are SPoT's (paper §2.1.4): prompt length 100, Adafactor lr 0.3, ba
 `pack=True` trains on packed rows (spot_jax.data.packing): each of the `batch_size` rows holds
 several examples, each with its own copy of the prompt; validation stays unpacked. `pack_lengths`
 ({"inputs": ..., "targets": ...}) overrides the packed row lengths (spot_jax.data.packing).
+In a multi-process run (spot_jax.train.distributed) every process runs this loop in lockstep on
+the global mesh; process 0 alone writes metrics, TensorBoard events and exports, all processes
+write the orbax checkpoints together.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ import optax
 from etils import epath
 
 from spot_jax.checkpoints import load_checkpoint
-from spot_jax.data.pipeline import train_batches
+from spot_jax.data.pipeline import process_rows, train_batches
 from spot_jax.errors import SpotError
 from spot_jax.model.config import T5Config, get_config
 from spot_jax.model.params import init_params
 from spot_jax.peft import PromptInitializer, SampledVocabInit
-from spot_jax.train import partitioning
+from spot_jax.train import distributed, partitioning
 from spot_jax.train.checkpointing import Checkpointer
 from spot_jax.train.evaluation import Validator, score_of
 from spot_jax.train.exports import ExportInfo, export_prompt, params_checksum
@@ -58,21 +61,25 @@ def load_frozen(model_config: T5Config | str, initial_checkpoint_path: Optional[
 
 
 class MetricsWriter:
-  """metrics.jsonl (one JSON object per logged step) and TensorBoard scalars in MODEL_DIR."""
+  """metrics.jsonl (one JSON object per logged step) and TensorBoard scalars in MODEL_DIR; in a
+  multi-process run only the writing process (distributed.is_writer) touches them."""
 
   def __init__(self, model_dir: epath.Path):
     self.path = model_dir / "metrics.jsonl"
+    self.active = distributed.is_writer()
     import tensorflow as tf  # already loaded by seqio; TensorBoard event files
     self._tf = tf
-    self._writer = tf.summary.create_file_writer(str(model_dir / "tensorboard"))
+    self._writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if self.active else None
 
   def truncate_after(self, step: int) -> None:
     """On resume: drop rows logged after the restored checkpoint; those steps are run again."""
-    if self.path.exists():
+    if self.active and self.path.exists():
       rows = [r for r in self.path.read_text().splitlines() if json.loads(r)["step"] <= step]
       self.path.write_text("".join(r + "\n" for r in rows))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self.active:
+      return
     with self.path.open("a") as f:
       f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
     with self._writer.as_default(step=step):
@@ -119,6 +126,7 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
   info = ExportInfo(task=mixture_or_task_name, model=config.name, vocabulary=vocabulary, seed=seed,
                     frozen_checksum=params_checksum(frozen))
   mesh = partitioning.make_mesh(mesh_data, mesh_model)
+  writes = distributed.is_writer()
   embedding = np.asarray(frozen["token_embedder"]["embedding"])
   frozen = jax.device_put(frozen, partitioning.param_shardings(config, mesh))
 
@@ -128,7 +136,7 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
                            partitioning.replicated(mesh))
   checkpointer = Checkpointer(model_dir / "checkpoints", keep=keep_checkpoints)
   state, resumed = checkpointer.restore_or_init(initial)
-  step = int(jax.device_get(state.step))
+  step = int(distributed.to_host(state.step))
   best_score, best_step = _best_so_far(exports) if resumed else (-math.inf, None)
 
   validator = Validator(mixture_or_task_name, config=config, feature_lengths=feature_lengths,
@@ -139,7 +147,8 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
   step_fn = jit_train_step(config, optimizer, z_loss)
   batches = train_batches(mixture_or_task_name, split=train_split, feature_lengths=feature_lengths,
                           global_batch_size=batch_size, seed=seed, start_step=step, pack=pack,
-                          prompt_length=prompt_length, pack_lengths=pack_lengths)
+                          prompt_length=prompt_length, pack_lengths=pack_lengths,
+                          rows=process_rows(partitioning.batch_sharding(mesh), batch_size))
 
   def validate() -> None:
     nonlocal best_score, best_step
@@ -148,12 +157,15 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
     writer.write(step, {**_flat(metrics), "validation/score": score})
     if score > best_score:
       best_score, best_step = score, step
-      export_prompt(exports, "source_prompt", state.trainable["prompt"], info, step=step,
-                    metrics=_flat(metrics), score=score)
-    bar.write(f"step {step}: validation score {score:.4g} (best {best_score:.4g} at {best_step})")
+      prompt = distributed.to_host(state.trainable["prompt"])
+      if writes:
+        export_prompt(exports, "source_prompt", prompt, info, step=step, metrics=_flat(metrics),
+                      score=score)
+    if writes:
+      bar.write(f"step {step}: validation score {score:.4g} (best {best_score:.4g} at {best_step})")
 
   from tqdm import tqdm
-  bar = tqdm(total=num_train_steps, initial=step, disable=not progress, desc="train",
+  bar = tqdm(total=num_train_steps, initial=step, disable=not (progress and writes), desc="train",
              dynamic_ncols=True, file=sys.stderr)
   if not resumed:
     validate()  # the initial prompt's score: the bar every later checkpoint must clear
@@ -164,7 +176,7 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
     step += 1
     bar.update(1)
     if step % log_period == 0 or step == num_train_steps:
-      scalars = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items()}
+      scalars = {f"train/{k}": float(distributed.to_host(v)) for k, v in metrics.items()}
       if not np.isfinite(scalars["train/loss"]):
         raise SpotError(f"training loss became {scalars['train/loss']} between steps {last_good} and "
                         f"{step}; the last good checkpoint is kept in {model_dir / 'checkpoints'} "
@@ -175,13 +187,18 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
       writer.write(step, scalars)
       bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", steps_s=f"{scalars['train/steps_per_s']:.2f}")
     if step == task_embedding_step:
-      export_prompt(exports, "task_embedding", state.trainable["prompt"], info, step=step)
+      prompt = distributed.to_host(state.trainable["prompt"])
+      if writes:
+        export_prompt(exports, "task_embedding", prompt, info, step=step)
     if step % eval_period == 0 or step == num_train_steps:
       validate()
     if step % checkpoint_period == 0 or step == num_train_steps:
       checkpointer.save(state)
   bar.close()
-  export_prompt(exports, "final_prompt", state.trainable["prompt"], info, step=step)
+  prompt = distributed.to_host(state.trainable["prompt"])
+  if writes:
+    export_prompt(exports, "final_prompt", prompt, info, step=step)
   checkpointer.close()
+  distributed.sync("spot_jax_train_done")  # no process returns before the exports are written
   return TrainResult(step=step, best_step=best_step, best_score=best_score, exports=exports,
                      resumed=resumed)
