@@ -61,13 +61,17 @@ def export_checkpoint_prompt(model_dir: str | epath.PathLike, output: str | epat
   directory = absolute(model_dir) / "checkpoints"
   if not directory.exists():
     raise SpotError(f"{model_dir} has no checkpoints/ directory; pass the MODEL_DIR of a train run")
-  manager = ocp.CheckpointManager(directory)
+  manager = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
   try:
     steps = manager.all_steps()
     step = manager.latest_step() if step is None else step
     if step not in steps:
       raise SpotError(f"no checkpoint at step {step} in {directory}; it has steps {sorted(steps)}")
-    prompt = manager.restore(step, args=ocp.args.StandardRestore())["trainable"]["prompt"]
+    # Onto this process's first device, whatever mesh (device or process count) saved it.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          manager.item_metadata(step))
+    prompt = manager.restore(step, args=ocp.args.StandardRestore(target))["trainable"]["prompt"]
   finally:
     manager.close()
   record = {**run_info(model_dir), "kind": "checkpoint_prompt", "model_dir": str(model_dir),
