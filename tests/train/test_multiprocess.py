@@ -170,7 +170,8 @@ def test_two_processes_give_the_one_process_run_and_one_copy_of_each_file(tmp_pa
       f"{k}.{e}" for k in ("final_prompt", "source_prompt", "task_embedding") for e in ("npy", "json"))
   events = list((two / "tensorboard").iterdir())
   assert len(events) == 1 and events[0].name.startswith("events.out.tfevents"), events
-  assert (two / "config.gin").read_text() == (one / "config.gin").read_text()
+  assert (two / "config.gin").read_text() == (one / "config.gin").read_text().replace(
+      str(one), str(two))
   assert "train.mesh_model = 2" in (two / "operative_config.gin").read_text()
   for kind in ("final_prompt", "task_embedding", "source_prompt"):
     pa, ma = read_export(one / "exports" / f"{kind}.npy")
@@ -184,3 +185,22 @@ def test_two_processes_give_the_one_process_run_and_one_copy_of_each_file(tmp_pa
        devices=1)
   np.testing.assert_array_equal(read_export(tmp_path / "p.npy")[0],
                                 read_export(two / "exports" / "final_prompt.npy")[0])
+
+
+@pytest.mark.slow
+def test_run_resumed_on_another_mesh_continues_the_same_loss_curve(tmp_path):
+  """10 steps on 8 devices (data 8 x model 1), then resumed to 20 on 4 devices (data 2 x model 2):
+  the loss curve of an uninterrupted 8-device run, so prompt, optimizer state, rng and input
+  stream all came back."""
+  common = ["--gin.train.num_eval_examples=16"]
+  _run(_train_cmd(tmp_path / "full", "--gin.train.num_train_steps=20", *common), devices=8)
+  moved = tmp_path / "moved"
+  _run(_train_cmd(moved, "--gin.train.num_train_steps=10", "--gin.train.mesh_data=8", *common),
+       devices=8)
+  _run(_train_cmd(moved, "--gin.train.num_train_steps=20", "--gin.train.mesh_data=2",
+                  "--gin.train.mesh_model=2", *common), devices=4)
+  full = {r["step"]: r["train/loss"] for r in _rows(tmp_path / "full") if "train/loss" in r}
+  resumed = {r["step"]: r["train/loss"] for r in _rows(moved) if "train/loss" in r}
+  assert sorted(resumed) == sorted(full) == list(range(1, 21))
+  np.testing.assert_allclose([resumed[s] for s in range(1, 21)], [full[s] for s in range(1, 21)],
+                             rtol=0, atol=1e-5)
