@@ -64,6 +64,11 @@ def process_rows(sharding, global_batch_size: int) -> Optional[np.ndarray]:
   """Indices of the global batch rows this process's devices hold under `sharding` (the batch
   sharding of the mesh), in the order make_array_from_process_local_data expects them (ascending,
   each row once); None when they are all of them (a single-process run)."""
+  try:
+    sharding.shard_shape((global_batch_size,))
+  except ValueError:
+    raise SpotError(f"batch size {global_batch_size} does not split evenly over the mesh's data "
+                    "axis; make BATCH_SIZE a multiple of train.mesh_data") from None
   blocks = {(index[0].start or 0, global_batch_size if index[0].stop is None else index[0].stop)
             for index in sharding.addressable_devices_indices_map((global_batch_size,)).values()}
   rows = np.unique(np.concatenate([np.arange(a, b) for a, b in sorted(blocks)]))
@@ -74,9 +79,9 @@ def converted_dataset(task_name: str, *, split: str, feature_lengths: Mapping[st
                       shuffle: bool, seed: Optional[int], num_epochs: Optional[int],
                       pack: bool = False, prompt_length: int = 0,
                       pack_lengths: Optional[Mapping[str, int]] = None):
-  """tf.data.Dataset of unbatched model features of the whole split (every process the same); `pack`: packed rows with
-  `prompt_length` prompt slots in front of every example, rows of `pack_lengths` or the default
-  rule (spot_jax.data.packing)."""
+  """tf.data.Dataset of unbatched model features of the whole split, the same on every process;
+  `pack`: packed rows with `prompt_length` prompt slots in front of every example, rows of
+  `pack_lengths` or the default rule (spot_jax.data.packing)."""
   import seqio
   task = get_task(task_name)
   if split not in task.splits:

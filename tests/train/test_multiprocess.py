@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from spot_jax.data.pipeline import process_rows
 from spot_jax.train import distributed
 from spot_jax.train.exports import read_export
 from spot_jax.errors import SpotError
@@ -86,6 +87,30 @@ def test_settings_come_from_arguments_then_environment_and_must_be_complete(monk
   monkeypatch.setenv(distributed.ENV_AUTO, "auto")
   assert distributed.resolve().auto  # cluster detection fills in the rest
   assert distributed.is_writer()  # the only process of this test run
+
+
+class _FakeSharding:
+  """The two calls process_rows makes, for a process holding the given row blocks of 8."""
+
+  def __init__(self, blocks):
+    self.blocks = blocks
+
+  def shard_shape(self, shape):
+    if shape[0] % 4:
+      raise ValueError("not divisible")
+    return (shape[0] // 4,)
+
+  def addressable_devices_indices_map(self, shape):
+    return {f"device{i}": (slice(a, b),) for i, (a, b) in enumerate(self.blocks)}
+
+
+def test_process_rows_are_the_rows_this_process_holds_in_ascending_order():
+  # Blocks out of order, one repeated (a block replicated over `model`), one not contiguous.
+  np.testing.assert_array_equal(
+      process_rows(_FakeSharding([(6, 8), (0, 2), (0, 2)]), 8), [0, 1, 6, 7])
+  assert process_rows(_FakeSharding([(None, None)]), 8) is None  # every row: a single process
+  with pytest.raises(SpotError, match="multiple of train.mesh_data"):
+    process_rows(_FakeSharding([(0, 2)]), 6)
 
 
 # --- restore on another mesh ---------------------------------------------------------------------
