@@ -1,4 +1,4 @@
-"""Multi-process (multi-host) runs: start jax.distributed, and say which process writes shared files.
+"""Multi-process (multi-host) runs: start jax.distributed; say which process writes shared files.
 
 One run may span several processes (hosts), each driving its own devices; together they form one
 global mesh (spot_jax.train.partitioning). `initialize` must run before anything touches a JAX
@@ -98,7 +98,7 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
   except (RuntimeError, ValueError) as e:
     raise SpotError(f"jax.distributed.initialize failed ({' '.join(str(e).split())[:300]}); "
                     "check that every process got the same --coordinator_address host:port and "
-                    "--num_processes, and that it is called before anything else uses JAX") from None
+                    "--num_processes, and that it runs before anything else uses JAX") from None
   return True
 
 

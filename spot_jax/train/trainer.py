@@ -69,7 +69,8 @@ class MetricsWriter:
     self.active = distributed.is_writer()
     import tensorflow as tf  # already loaded by seqio; TensorBoard event files
     self._tf = tf
-    self._writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if self.active else None
+    self._writer = (tf.summary.create_file_writer(str(model_dir / "tensorboard"))
+                    if self.active else None)
 
   def truncate_after(self, step: int) -> None:
     """On resume: drop rows logged after the restored checkpoint; those steps are run again."""

@@ -45,7 +45,8 @@ def _run(cmd: list[str], devices: int) -> None:
 
 
 def _run_processes(cmd: list[str], *, processes: int, devices: int) -> None:
-  """`processes` copies of `cmd`, each with `devices` fake CPU devices, joined by jax.distributed."""
+  """`processes` copies of `cmd`, each with `devices` fake CPU devices, joined by
+  jax.distributed."""
   address = f"127.0.0.1:{_free_port()}"
   procs = [subprocess.Popen(cmd + ["--coordinator_address", address, "--num_processes",
                                    str(processes), "--process_id", str(i)],
@@ -62,7 +63,8 @@ def _run_processes(cmd: list[str], *, processes: int, devices: int) -> None:
 
 
 def _rows(model_dir) -> list[dict]:
-  return [json.loads(l) for l in (pathlib.Path(model_dir) / "metrics.jsonl").read_text().splitlines()]
+  text = (pathlib.Path(model_dir) / "metrics.jsonl").read_text()
+  return [json.loads(line) for line in text.splitlines()]
 
 
 # --- settings -------------------------------------------------------------------------------------
@@ -123,7 +125,8 @@ from spot_jax.train.checkpointing import Checkpointer
 from spot_jax.train.optim import adafactor
 from spot_jax.train.state import TrainState
 
-mode, directory, out, data, model = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+mode, directory, out = sys.argv[1:4]
+data, model = int(sys.argv[4]), int(sys.argv[5])
 optimizer = adafactor(learning_rate=0.3)
 rng = np.random.RandomState(0)
 prompt = rng.normal(size=(128, 160)).astype(np.float32)  # large enough for factored second moments
@@ -163,7 +166,7 @@ def test_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
   assert np.abs(saved[".opt_state[0].v_row['prompt']"]).sum() > 0
 
 
-# --- two processes, one run ------------------------------------------------------------------------
+# --- two processes, one run ----------------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -185,14 +188,16 @@ def test_two_processes_give_the_one_process_run_and_one_copy_of_each_file(tmp_pa
   for ra, rb in zip(a, b):
     for key in ("train/loss", "validation/score"):
       if key in ra:
-        np.testing.assert_allclose(rb[key], ra[key], rtol=0, atol=1e-5, err_msg=f"{key} {ra['step']}")
+        np.testing.assert_allclose(rb[key], ra[key], rtol=0, atol=1e-5,
+                                   err_msg=f"{key} {ra['step']}")
   assert [r["step"] for r in b if "validation/score" in r] == [0, 10, 20]
   assert all(r["validation/score"] < 0 for r in b if "validation/score" in r)  # a log-likelihood
 
   # Exactly one copy of each shared file, from process 0.
   assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+  kinds = ("final_prompt", "source_prompt", "task_embedding")
   assert sorted(p.name for p in (two / "exports").iterdir()) == sorted(
-      f"{k}.{e}" for k in ("final_prompt", "source_prompt", "task_embedding") for e in ("npy", "json"))
+      f"{k}.{e}" for k in kinds for e in ("npy", "json"))
   events = list((two / "tensorboard").iterdir())
   assert len(events) == 1 and events[0].name.startswith("events.out.tfevents"), events
   assert (two / "config.gin").read_text() == (one / "config.gin").read_text().replace(
