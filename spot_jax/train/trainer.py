@@ -151,6 +151,11 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
                           prompt_length=prompt_length, pack_lengths=pack_lengths,
                           rows=process_rows(partitioning.batch_sharding(mesh), batch_size))
 
+  def export(kind: str, **record) -> None:
+    prompt = distributed.to_host(state.trainable["prompt"])  # every process takes part
+    if writes:
+      export_prompt(exports, kind, prompt, info, step=step, **record)
+
   def validate() -> None:
     nonlocal best_score, best_step
     metrics = validator(frozen, state.trainable, step)
@@ -158,10 +163,7 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
     writer.write(step, {**_flat(metrics), "validation/score": score})
     if score > best_score:
       best_score, best_step = score, step
-      prompt = distributed.to_host(state.trainable["prompt"])
-      if writes:
-        export_prompt(exports, "source_prompt", prompt, info, step=step, metrics=_flat(metrics),
-                      score=score)
+      export("source_prompt", metrics=_flat(metrics), score=score)
     if writes:
       bar.write(f"step {step}: validation score {score:.4g} (best {best_score:.4g} at {best_step})")
 
@@ -188,17 +190,13 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
       writer.write(step, scalars)
       bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", steps_s=f"{scalars['train/steps_per_s']:.2f}")
     if step == task_embedding_step:
-      prompt = distributed.to_host(state.trainable["prompt"])
-      if writes:
-        export_prompt(exports, "task_embedding", prompt, info, step=step)
+      export("task_embedding")
     if step % eval_period == 0 or step == num_train_steps:
       validate()
     if step % checkpoint_period == 0 or step == num_train_steps:
       checkpointer.save(state)
   bar.close()
-  prompt = distributed.to_host(state.trainable["prompt"])
-  if writes:
-    export_prompt(exports, "final_prompt", prompt, info, step=step)
+  export("final_prompt")
   checkpointer.close()
   distributed.sync("spot_jax_train_done")  # no process returns before the exports are written
   return TrainResult(step=step, best_step=best_step, best_score=best_score, exports=exports,
