@@ -110,19 +110,19 @@ def _train_settings() -> dict:
   import inspect
   import gin
   from spot_jax.train.trainer import train
-  bound = gin.get_bindings("train")
+  bound = gin.get_bindings("train", resolve_references=False)
   defaults = inspect.signature(train).parameters
   settings = {}
   for name in _DRYRUN_SETTINGS:
     if name in bound:
-      settings[name] = copy.deepcopy(bound[name])  # gin's references evaluate on deepcopy
+      settings[name] = copy.deepcopy(bound[name])  # evaluates macros and @references as gin would
     elif defaults[name].default is not inspect.Parameter.empty:
       settings[name] = defaults[name].default
   if "feature_lengths" not in settings:
     raise SpotError("dryrun needs the feature lengths: bind train.feature_lengths (runs/*.gin sets "
                     "it from TASK_FEATURE_LENGTHS), e.g. --gin.TASK_FEATURE_LENGTHS=\"{'inputs': "
                     "512, 'targets': 8}\"")
-  if bound.get("pack"):
+  if copy.deepcopy(bound.get("pack", False)):
     print("spot-jax dryrun: train.pack is set; the dry run compiles the unpacked step",
           file=sys.stderr)
   return settings

@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from spot_jax.errors import SpotError
 from spot_jax.model.config import T5Config, get_config
-from spot_jax.model.params import cast_params, flatten, init_params
+from spot_jax.model.params import cast_params, flatten, init_params, param_shapes
 from spot_jax.train import partitioning
 from spot_jax.train.multi import jit_multi_train_step
 from spot_jax.train.optim import adafactor
@@ -52,6 +52,13 @@ def abstract_frozen(config: T5Config, mesh: jax.sharding.Mesh, frozen_dtype: str
   shapes = jax.eval_shape(functools.partial(init_params, config, 0))
   shapes = jax.eval_shape(functools.partial(cast_params, dtype=frozen_dtype), shapes)
   shardings = partitioning.param_shardings(config, mesh)
+  for name, shape in param_shapes(config).items():
+    spec = flatten(shardings)[name].spec
+    for dim, axis in zip(shape, spec):
+      if axis is not None and dim % mesh.shape[axis]:
+        raise DryRunError(f"{name} {shape} does not split over mesh axis {axis}="
+                          f"{mesh.shape[axis]} ({dim} % {mesh.shape[axis]} != 0); pick a "
+                          f"mesh_{axis} that divides the model's heads, mlp and vocab sizes")
   return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                       shapes, shardings)
 
@@ -163,7 +170,8 @@ def group_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
 def memory_record(compiled: Any) -> dict[str, int]:
   """Per-device bytes of a compiled executable. total = what the device holds at the step's peak
   by XLA's accounting: arguments + outputs - outputs aliased to (donated) arguments + temporaries
-  + generated code."""
+  + generated code. jit drops arguments the step never reads (e.g. Adafactor's (1,) placeholders
+  of an unfactored prompt), so `argument` can be a few bytes below the sharding table's sum."""
   m = compiled.memory_analysis()
   record = {"argument": m.argument_size_in_bytes, "output": m.output_size_in_bytes,
             "alias": m.alias_size_in_bytes, "temp": m.temp_size_in_bytes,
