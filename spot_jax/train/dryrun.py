@@ -94,6 +94,24 @@ def abstract_batch(batch_size: int, feature_lengths: Mapping[str, int], mesh: ja
           for k, n in lengths.items()}
 
 
+def topology_mesh(topology: str, data: int = -1, model: int = 1) -> jax.sharding.Mesh:
+  """A (data, model) mesh over the devices of a TPU topology such as 'v5e:16x16' or 'v4:4x4x4',
+  with no TPU attached (jax.experimental.topologies; needs the libtpu package, which compiles
+  for the TPU on the host). Compiling for it gives XLA:TPU's own memory numbers."""
+  from jax.experimental import topologies
+  try:
+    devices = topologies.get_topology_desc(platform="tpu", topology_name=topology).devices
+  except Exception as e:  # no libtpu, or a name it does not know
+    raise DryRunError(f"cannot build TPU topology {topology!r} ({' '.join(str(e).split())[:200]}); "
+                      "install libtpu in this environment, or drop --topology") from None
+  n = len(devices)
+  data = n // model if data == -1 else data
+  if data * model != n or data < 1:
+    raise DryRunError(f"mesh data={data} x model={model} does not match the {n} devices of "
+                      f"{topology}; set mesh_data/mesh_model so that their product is {n}")
+  return jax.sharding.Mesh(np.asarray(devices).reshape(data, model), ("data", "model"))
+
+
 # --------------------------------------------------------------------------------- sharding table
 
 
@@ -192,17 +210,18 @@ def dryrun(*, model_config: T5Config | str = "t5_1_1_lm_adapted_base", prompt_le
            optimizer: Optional[optax.GradientTransformation] = None, batch_size: int = 32,
            feature_lengths: Mapping[str, int], z_loss: float = 0.0, dropout_rate: float = 0.1,
            mesh_data: int = -1, mesh_model: int = 1, remat_policy: str = "none",
-           frozen_dtype: str = "float32", runs: int = 1) -> dict[str, Any]:
-  """Compiles the trainer's step for a (mesh_data x mesh_model) mesh over jax.devices() on
-  abstract arguments; returns per-device memory, FLOPs, compile time and the sharding table.
-  Settings mean what they mean for `train`; `runs` K > 1 compiles the K-run step (K stacked
-  prompts, each with batch_size examples)."""
+           frozen_dtype: str = "float32", runs: int = 1,
+           mesh: Optional[jax.sharding.Mesh] = None) -> dict[str, Any]:
+  """Compiles the trainer's step for a (mesh_data x mesh_model) mesh over jax.devices() (or
+  `mesh`, e.g. from `topology_mesh`) on abstract arguments; returns per-device memory, FLOPs,
+  compile time and the sharding table. Settings mean what they mean for `train`; `runs` K > 1
+  compiles the K-run step (K stacked prompts, each with batch_size examples)."""
   if runs < 1:
     raise DryRunError(f"runs must be >= 1, got {runs}")
   config = get_config(model_config) if isinstance(model_config, str) else model_config
   config = config.replace(dropout_rate=dropout_rate, remat_policy=remat_policy)
   optimizer = optimizer or adafactor()
-  mesh = partitioning.make_mesh(mesh_data, mesh_model)
+  mesh = mesh or partitioning.make_mesh(mesh_data, mesh_model)
   frozen = abstract_frozen(config, mesh, frozen_dtype)
   state = abstract_train_state(config, prompt_length, optimizer, mesh, runs)
   batch = abstract_batch(batch_size, feature_lengths, mesh, runs)
