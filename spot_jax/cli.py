@@ -139,7 +139,12 @@ def _cmd_dryrun(args: argparse.Namespace) -> None:
   _import_modules(args.module)
   unused = [f"{m} = None" for m in _DRYRUN_UNUSED_MACROS]
   gin_utils.parse(args.gin_file, unused + list(args.gin_bindings), ("MODEL_CONFIG",))
-  record = dryrun.dryrun(**_train_settings(), runs=args.runs)
+  settings = _train_settings()
+  mesh = None
+  if args.topology:
+    mesh = dryrun.topology_mesh(args.topology, settings.get("mesh_data", -1),
+                                settings.get("mesh_model", 1))
+  record = dryrun.dryrun(**settings, runs=args.runs, mesh=mesh)
   print(dryrun.format_report(record))
   if args.json:
     with open(args.json, "w") as f:
@@ -556,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="module to import that the gin files need (default: none); repeatable")
   p.add_argument("--devices", type=int, help="compile for N fake CPU devices, e.g. 256 for a "
                  "TPU v4-512 slice's chips (default: this machine's devices)")
+  p.add_argument("--topology", metavar="NAME", help="compile with XLA:TPU for a TPU topology, e.g. "
+                 "v5e:16x16 or v4:4x4x4, with no TPU attached (needs the libtpu package; "
+                 "docs/scale.md); replaces --devices")
   p.add_argument("--runs", type=int, default=1, metavar="K", help="compile the K-run step "
                  "(spot_jax.train.multi: K stacked prompts, each with train.batch_size examples)")
   p.add_argument("--json", metavar="OUT.json", help="also write the full record as JSON")
