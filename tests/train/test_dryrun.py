@@ -109,3 +109,17 @@ def test_mesh_that_does_not_match_the_devices_is_one_line_exit_2(capsys):
   err = capsys.readouterr().err.strip()
   assert code == 2 and len(err.splitlines()) == 1, err
   assert err.startswith("spot-jax dryrun: error: mesh data=") and "device count" in err
+
+
+@pytest.mark.slow
+def test_k_run_step_shares_the_frozen_weights_and_stacks_state_and_batch():
+  from spot_jax.train.dryrun import dryrun
+  settings = dict(model_config="t5_1_1_test", prompt_length=8, batch_size=4,
+                  feature_lengths={"inputs": 16, "targets": 4}, mesh_data=1, mesh_model=1)
+  one = dryrun(**settings)
+  three = dryrun(**settings, runs=3)
+  frozen = sum(b for g, b in one["groups"].items()
+               if g not in ("prompt", "optimizer state", "step, rng", "batch"))
+  per_run = one["memory_per_device"]["argument"] - frozen
+  assert three["memory_per_device"]["argument"] == frozen + 3 * per_run
+  assert three["flops_per_step"] == pytest.approx(3 * one["flops_per_step"], rel=0.05)
