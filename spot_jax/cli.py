@@ -107,6 +107,78 @@ def _cmd_gin(args: argparse.Namespace) -> None:
     gin_utils.save_config(model_dir, "operative_config.gin", gin.operative_config_str())
 
 
+# `dryrun` reads `train`'s bindings; these macros name data and files a dry run never touches, so
+# they default to None (a value on the command line still wins: user bindings come after).
+_DRYRUN_UNUSED_MACROS = ("MIXTURE_OR_TASK_NAME", "MODEL_DIR", "INITIAL_CHECKPOINT_PATH",
+                         "PROMPT_FILE", "OUTPUT_FILE", "CLASS_LABELS")
+# The `train` arguments that shape the compiled step (spot_jax.train.dryrun.dryrun's keywords).
+_DRYRUN_SETTINGS = ("model_config", "prompt_length", "optimizer", "batch_size", "feature_lengths",
+                    "z_loss", "dropout_rate", "mesh_data", "mesh_model", "remat_policy",
+                    "frozen_dtype")
+
+
+def _use_fake_cpu_devices(count: int) -> None:
+  """--devices N: N XLA:CPU devices, whatever accelerator is present. Must precede the first jax
+  computation (the CPU client reads the count when it starts)."""
+  import jax
+  if count < 1:
+    raise SpotError(f"--devices must be >= 1, got {count}")
+  try:
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", count)
+  except RuntimeError as e:  # a backend already started in this process
+    raise SpotError(f"cannot set {count} CPU devices: {e}") from None
+
+
+def _train_settings() -> dict:
+  """`train`'s bound values of _DRYRUN_SETTINGS (macros and @references evaluated, as gin does
+  when it calls train), else train's own defaults."""
+  import copy
+  import inspect
+  import gin
+  from spot_jax.train.trainer import train
+  bound = gin.get_bindings("train", resolve_references=False)
+  defaults = inspect.signature(train).parameters
+  settings = {}
+  for name in _DRYRUN_SETTINGS:
+    if name in bound:
+      settings[name] = copy.deepcopy(bound[name])  # evaluates macros and @references as gin would
+    elif defaults[name].default is not inspect.Parameter.empty:
+      settings[name] = defaults[name].default
+  if "feature_lengths" not in settings:
+    raise SpotError("dryrun needs the feature lengths: bind train.feature_lengths (runs/*.gin sets "
+                    "it from TASK_FEATURE_LENGTHS), e.g. --gin.TASK_FEATURE_LENGTHS=\"{'inputs': "
+                    "512, 'targets': 8}\"")
+  if copy.deepcopy(bound.get("pack", False)):
+    print("spot-jax dryrun: train.pack is set; the dry run compiles the unpacked step",
+          file=sys.stderr)
+  return settings
+
+
+def _cmd_dryrun(args: argparse.Namespace) -> None:
+  """Compile `train`'s step for a mesh ahead of time and report per-device memory (no data, no
+  checkpoint, nothing runs); configured by the same gin files as `train`."""
+  if args.devices is not None:
+    _use_fake_cpu_devices(args.devices)
+  import json
+  from spot_jax import gin_utils
+  from spot_jax.train import dryrun
+  _import_modules(args.module)
+  unused = [f"{m} = None" for m in _DRYRUN_UNUSED_MACROS]
+  gin_utils.parse(args.gin_file, unused + list(args.gin_bindings), ("MODEL_CONFIG",))
+  settings = _train_settings()
+  mesh = None
+  if args.topology:
+    mesh = dryrun.topology_mesh(args.topology, settings.get("mesh_data", -1),
+                                settings.get("mesh_model", 1))
+  record = dryrun.dryrun(**settings, runs=args.runs, mesh=mesh)
+  print(dryrun.format_report(record))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(record, f, indent=2)
+    print(f"wrote {args.json}")
+
+
 def _cmd_infer_mixed(args: argparse.Namespace) -> None:
   """`infer --tasks`: mixed batches of several tasks, each with its library prompt."""
   from spot_jax.peft import load_prompt_file
@@ -499,6 +571,31 @@ def build_parser() -> argparse.ArgumentParser:
     _distributed_flags(p)
     if command == "infer":
       _infer_mixed_flags(p)
+
+  p = sub.add_parser("dryrun", help="compile the train step for a mesh ahead of time: per-device "
+                     "memory, FLOPs, sharding (gin-configured like train; nothing runs)",
+                     description="Lowers and compiles the exact train step `spot-jax train` would "
+                     "run, on abstract parameters, state and batch laid out over the mesh "
+                     "(train.mesh_data x train.mesh_model), and prints per-device memory "
+                     "(arguments, outputs, temporaries), GFLOPs per step, compile time and each "
+                     "parameter group's sharding. Takes train's gin files unchanged; "
+                     "MIXTURE_OR_TASK_NAME, MODEL_DIR and INITIAL_CHECKPOINT_PATH are not needed. "
+                     "Memory knobs: train.remat_policy, train.frozen_dtype (docs/scale.md). "
+                     "e.g. spot-jax dryrun --devices 256 --gin_file=models/t5_1_1_xxl.gin "
+                     "--gin_file=runs/prompt_finetune.gin --gin.train.mesh_model=16")
+  p.add_argument("--gin_file", action="append", default=[],
+                 help="gin file (searched in the working directory, then gin_configs/); repeatable")
+  p.add_argument("--module", action="append", default=[],
+                 help="module to import that the gin files need (default: none); repeatable")
+  p.add_argument("--devices", type=int, help="compile for N fake CPU devices, e.g. 256 for a "
+                 "TPU v4-512 slice's chips (default: this machine's devices)")
+  p.add_argument("--topology", metavar="NAME", help="compile with XLA:TPU for a TPU topology, e.g. "
+                 "v5e:16x16 or v4:4x4x4, with no TPU attached (needs the libtpu package; "
+                 "docs/scale.md); replaces --devices")
+  p.add_argument("--runs", type=int, default=1, metavar="K", help="compile the K-run step "
+                 "(spot_jax.train.multi: K stacked prompts, each with train.batch_size examples)")
+  p.add_argument("--json", metavar="OUT.json", help="also write the full record as JSON")
+  p.set_defaults(fn=_cmd_dryrun)
 
   p = sub.add_parser("tasks", help="list the seqio catalog: name, family, source, metrics, data here")
   p.add_argument("--family", help="only this family, e.g. glue")

@@ -11,6 +11,10 @@ from typing import Any
 from spot_jax.errors import ConfigError
 
 
+# Names of the activation rematerialisation policies (spot_jax.model.layers.remat_layer maps them).
+REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
+
+
 @dataclasses.dataclass(frozen=True)
 class T5Config:
   """Hyper-parameters of a T5 encoder-decoder (T5 1.0, T5 1.1, LM-adapted, mT5)."""
@@ -33,12 +37,21 @@ class T5Config:
   dtype: str = "float32"  # activations
   param_dtype: str = "float32"
   float32_attention_logits: bool = True
+  # Activation rematerialisation of each encoder/decoder layer in the backward pass (a training
+  # knob, like dropout_rate): 'none' keeps every activation; 'full' recomputes each layer;
+  # 'dots' / 'dots_with_no_batch_dims' save only matmul outputs (jax.checkpoint_policies).
+  # Prompt tuning still backpropagates through every frozen layer, so this is what bounds
+  # activation memory at long inputs (docs/scale.md). Numerics are unchanged.
+  remat_policy: str = "none"
   name: str = "custom"
 
   def __post_init__(self):
     for act in self.mlp_activations:
       if act not in ("gelu", "relu", "linear", "gelu_exact", "silu"):
         raise ConfigError(f"unknown MLP activation {act!r}; use gelu, relu, linear, gelu_exact or silu")
+    if self.remat_policy not in REMAT_POLICIES:
+      raise ConfigError(f"unknown remat_policy {self.remat_policy!r}; use one of "
+                        f"{', '.join(REMAT_POLICIES)}")
     if self.relative_attention_num_buckets % 2:
       raise ConfigError("relative_attention_num_buckets must be even (half per direction in the encoder)")
 

@@ -235,3 +235,18 @@ class MlpBlock(nn.Module):
 def residual_dropout(config: T5Config) -> nn.Dropout:
   return nn.Dropout(config.dropout_rate, broadcast_dims=(-2,))
 
+
+
+def remat_layer(layer_cls: type[nn.Module], policy: str, static_argnums: tuple[int, ...]
+                ) -> type[nn.Module]:
+  """`layer_cls`, or it under nn.remat with the named policy (T5Config.remat_policy).
+
+  nn.remat keeps the parameter names (layers_i/...), so checkpoints load either way. Arguments
+  that steer Python control flow (`deterministic`) must be passed positionally and named in
+  `static_argnums` (counting self as 0): the lifted jax.checkpoint traces keyword arguments.
+  """
+  if policy == "none":
+    return layer_cls
+  policies = {"full": None, "dots": jax.checkpoint_policies.checkpoint_dots,
+              "dots_with_no_batch_dims": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+  return nn.remat(layer_cls, policy=policies[policy], static_argnums=static_argnums)

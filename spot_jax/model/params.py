@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spot_jax.errors import CheckpointError
+from spot_jax.errors import CheckpointError, ConfigError
 from spot_jax.model.config import T5Config
 from spot_jax.model.t5 import T5
 
@@ -49,6 +49,25 @@ def param_shapes(config: T5Config) -> dict[str, tuple[int, ...]]:
 def logical_axes(config: T5Config) -> Params:
   """PartitionSpec of logical axis names for each parameter (mapped to a mesh by the trainer)."""
   return nn.get_partition_spec(_abstract(config))
+
+
+FROZEN_DTYPES = ("float32", "bfloat16")
+
+
+def cast_params(params: Params, dtype: str) -> Params:
+  """Every floating parameter as `dtype` ('float32' returns `params` itself).
+
+  Why: bfloat16 frozen weights halve what each device holds for the frozen model (docs/scale.md);
+  the layers cast each weight to the activation dtype (T5Config.dtype) where it is used, so
+  activations, the prompt, its gradient and the optimizer state stay float32.
+  """
+  if dtype not in FROZEN_DTYPES:
+    raise ConfigError(f"unknown frozen dtype {dtype!r}; use one of {', '.join(FROZEN_DTYPES)}")
+  if dtype == "float32":
+    return params
+  target = jnp.dtype(dtype)
+  return jax.tree.map(lambda x: x.astype(target) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                      params)
 
 
 def flatten(params: Mapping) -> dict[str, Any]:

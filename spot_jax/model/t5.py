@@ -37,7 +37,7 @@ import numpy as np
 
 from spot_jax.model.config import T5Config
 from spot_jax.model.layers import (Dense, Embed, MlpBlock, MultiHeadAttention, RelativePositionBias,
-                                   RMSNorm, adapter, mask_to_bias, residual_dropout)
+                                   RMSNorm, adapter, mask_to_bias, remat_layer, residual_dropout)
 
 Array = jax.Array
 Peft = Optional[dict[str, Any]]  # the tree described in the module docstring
@@ -90,7 +90,8 @@ class Encoder(nn.Module):
   def setup(self):
     cfg = self.config
     self.relpos_bias = RelativePositionBias(cfg, bidirectional=True)
-    self.layers = [EncoderLayer(cfg) for _ in range(cfg.num_encoder_layers)]  # layers_0, ...
+    layer_cls = remat_layer(EncoderLayer, cfg.remat_policy, static_argnums=(3,))  # deterministic
+    self.layers = [layer_cls(cfg) for _ in range(cfg.num_encoder_layers)]  # layers_0, ...
     self.encoder_norm = RMSNorm(cfg)
     self.dropout = residual_dropout(cfg)
 
@@ -167,12 +168,13 @@ class DecoderLayer(nn.Module):
     self.mlp = MlpBlock(cfg)
     self.dropout = residual_dropout(cfg)
 
-  def __call__(self, y: Array, self_biases: tuple[Array, ...], cross_biases: tuple[Array, ...], *,
-               encoded: Optional[Array],
+  def __call__(self, y: Array, self_biases: tuple[Array, ...], cross_biases: tuple[Array, ...],
+               deterministic: bool = True, *, encoded: Optional[Array],
                cross_kv: Optional[tuple[Array, Array]] = None, cache: Optional[dict] = None,
-               cache_index: Optional[Array] = None, deterministic: bool = True,
+               cache_index: Optional[Array] = None,
                self_prefix: KV = None, cross_prefix: KV = None, adapters: Optional[dict] = None):
-    """[B, T, E] -> ([B, T, E], updated self-attention cache or None)."""
+    """[B, T, E] -> ([B, T, E], updated self-attention cache or None). `deterministic` is
+    positional: under remat (T5Config.remat_policy) it must be a static argument."""
     adapters = adapters or {}
     h = self.pre_self_attention_layer_norm(y)
     if cache is None:
@@ -202,7 +204,8 @@ class Decoder(nn.Module):
   def setup(self):
     cfg = self.config
     self.relpos_bias = RelativePositionBias(cfg, bidirectional=False)
-    self.layers = [DecoderLayer(cfg) for _ in range(cfg.num_decoder_layers)]
+    layer_cls = remat_layer(DecoderLayer, cfg.remat_policy, static_argnums=(4,))  # deterministic
+    self.layers = [layer_cls(cfg) for _ in range(cfg.num_decoder_layers)]
     self.decoder_norm = RMSNorm(cfg)
     self.dropout = residual_dropout(cfg)
     if not cfg.logits_via_embedding:
@@ -238,8 +241,8 @@ class Decoder(nn.Module):
       caches, cross = cache["self"], cache["cross"]
     new_caches = []
     for i, (layer, layer_cache, layer_cross) in enumerate(zip(self.layers, caches, cross)):
-      y, layer_cache = layer(y, self_biases, cross_biases, encoded=encoded, cross_kv=layer_cross,
-                             cache=layer_cache, cache_index=cache_index, deterministic=deterministic,
+      y, layer_cache = layer(y, self_biases, cross_biases, deterministic, encoded=encoded,
+                             cross_kv=layer_cross, cache=layer_cache, cache_index=cache_index,
                              self_prefix=layer_prefix(peft, "decoder", i),
                              cross_prefix=layer_prefix(peft, "cross", i),
                              adapters=layer_adapters(peft, "decoder", i))

@@ -29,7 +29,7 @@ from spot_jax.checkpoints import load_checkpoint
 from spot_jax.data.pipeline import process_rows, train_batches
 from spot_jax.errors import SpotError
 from spot_jax.model.config import T5Config, get_config
-from spot_jax.model.params import init_params
+from spot_jax.model.params import cast_params, init_params
 from spot_jax.peft import PromptInitializer, SampledVocabInit
 from spot_jax.train import distributed, partitioning
 from spot_jax.train.checkpointing import Checkpointer
@@ -113,7 +113,8 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
           eval_batch_size: Optional[int] = None, num_eval_examples: Optional[int] = None,
           best_metric: Optional[str] = None, log_period: int = 10, seed: int = 0,
           mesh_data: int = -1, mesh_model: int = 1, progress: bool = True,
-          pack: bool = False, pack_lengths: Optional[Mapping[str, int]] = None) -> TrainResult:
+          pack: bool = False, pack_lengths: Optional[Mapping[str, int]] = None,
+          remat_policy: str = "none", frozen_dtype: str = "float32") -> TrainResult:
   """Tunes a prompt on `mixture_or_task_name` and exports source prompt / task embedding."""
   model_dir = epath.Path(model_dir)
   model_dir.mkdir(parents=True, exist_ok=True)
@@ -123,13 +124,14 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
 
   # The frozen model, laid out over the mesh.
   config, frozen = load_frozen(model_config, initial_checkpoint_path, seed)
-  config = config.replace(dropout_rate=dropout_rate)
+  config = config.replace(dropout_rate=dropout_rate, remat_policy=remat_policy)
   info = ExportInfo(task=mixture_or_task_name, model=config.name, vocabulary=vocabulary, seed=seed,
                     frozen_checksum=params_checksum(frozen))
   mesh = partitioning.make_mesh(mesh_data, mesh_model)
   writes = distributed.is_writer()
   embedding = np.asarray(frozen["token_embedder"]["embedding"])
-  frozen = jax.device_put(frozen, partitioning.param_shardings(config, mesh))
+  frozen = jax.device_put(cast_params(frozen, frozen_dtype),  # memory knobs: docs/scale.md
+                          partitioning.param_shardings(config, mesh))
 
   # Initial state, or the latest checkpoint (resume order: spot_jax/train/checkpointing.py).
   prompt = prompt_initializer(jax.random.PRNGKey(seed), embedding, prompt_length)
