@@ -131,25 +131,15 @@ def _use_fake_cpu_devices(count: int) -> None:
 
 
 def _train_settings() -> dict:
-  """`train`'s bound values of _DRYRUN_SETTINGS (macros and @references evaluated, as gin does
-  when it calls train), else train's own defaults."""
-  import copy
-  import inspect
-  import gin
+  """`train`'s gin-bound values of _DRYRUN_SETTINGS, else train's own defaults."""
+  from spot_jax import gin_utils
   from spot_jax.train.trainer import train
-  bound = gin.get_bindings("train", resolve_references=False)
-  defaults = inspect.signature(train).parameters
-  settings = {}
-  for name in _DRYRUN_SETTINGS:
-    if name in bound:
-      settings[name] = copy.deepcopy(bound[name])  # evaluates macros and @references as gin would
-    elif defaults[name].default is not inspect.Parameter.empty:
-      settings[name] = defaults[name].default
+  settings = gin_utils.bound_arguments("train", train, (*_DRYRUN_SETTINGS, "pack"))
   if "feature_lengths" not in settings:
     raise SpotError("dryrun needs the feature lengths: bind train.feature_lengths (runs/*.gin sets "
                     "it from TASK_FEATURE_LENGTHS), e.g. --gin.TASK_FEATURE_LENGTHS=\"{'inputs': "
                     "512, 'targets': 8}\"")
-  if copy.deepcopy(bound.get("pack", False)):
+  if settings.pop("pack", False):
     print("spot-jax dryrun: train.pack is set; the dry run compiles the unpacked step",
           file=sys.stderr)
   return settings

@@ -7,7 +7,7 @@ Every library function stays gin-free; `spot_jax.configurables` registers the on
 from __future__ import annotations
 
 import pathlib
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gin
 from etils import epath
@@ -104,6 +104,23 @@ def _macro_state(name: str) -> str:
   except ValueError:
     return "unset"
   return "required" if repr(value) == "%gin.REQUIRED" else "set"
+
+
+def bound_arguments(name: str, fn: Callable[..., Any], arguments: Sequence[str]) -> dict[str, Any]:
+  """The values gin would pass to the configurable `name` (wrapping `fn`) for `arguments`: bound
+  values with macros and @references evaluated, else `fn`'s defaults; an argument with neither
+  is left out."""
+  import copy
+  import inspect
+  bound = gin.get_bindings(name, resolve_references=False)
+  defaults = inspect.signature(fn).parameters
+  values = {}
+  for arg in arguments:
+    if arg in bound:
+      values[arg] = copy.deepcopy(bound[arg])  # evaluates macros and @references as gin would
+    elif defaults[arg].default is not inspect.Parameter.empty:
+      values[arg] = defaults[arg].default
+  return values
 
 
 def save_config(model_dir: str | epath.PathLike, name: str, text: str) -> None:
