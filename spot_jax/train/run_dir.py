@@ -39,15 +39,18 @@ class LockedError(SpotError):
   """Another process is writing MODEL_DIR."""
 
 
-def read_identity(model_dir: str | os.PathLike) -> Optional[dict[str, Any]]:
-  path = epath.Path(model_dir) / IDENTITY_FILE
+OVERWRITE_HINT = "pass --gin.train.overwrite=True to start afresh"
+
+
+def read_identity(directory: str | os.PathLike, *, file: str = IDENTITY_FILE,
+                  fix: str = OVERWRITE_HINT) -> Optional[dict[str, Any]]:
+  path = epath.Path(directory) / file
   if not path.exists():
     return None
   try:
     return json.loads(path.read_text())
   except json.JSONDecodeError:
-    raise RunMismatchError(f"{path} is not readable JSON; move MODEL_DIR aside or pass "
-                           "--gin.train.overwrite=True to start afresh") from None
+    raise RunMismatchError(f"{path} is not readable JSON; move it aside or {fix}") from None
 
 
 def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -57,10 +60,12 @@ def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list
           for k in sorted(set(recorded) | set(current)) if norm(recorded.get(k)) != norm(current.get(k))]
 
 
-def check_identity(model_dir: str | os.PathLike, identity: Mapping[str, Any],
-                   *, keys: Optional[set[str]] = None) -> None:
-  """Refuses a MODEL_DIR whose run.json differs from `identity` (in `keys`, default all)."""
-  recorded = read_identity(model_dir)
+def check_identity(directory: str | os.PathLike, identity: Mapping[str, Any], *,
+                   keys: Optional[set[str]] = None, file: str = IDENTITY_FILE,
+                   fix: str = OVERWRITE_HINT) -> None:
+  """Refuses a directory whose recorded identity (`file`, default MODEL_DIR's run.json) differs
+  from `identity` (in `keys`, default all); `fix` is the message's way out besides a new directory."""
+  recorded = read_identity(directory, file=file, fix=fix)
   if recorded is None:
     return
   if keys is not None:
@@ -68,12 +73,13 @@ def check_identity(model_dir: str | os.PathLike, identity: Mapping[str, Any],
     identity = {k: v for k, v in identity.items() if k in keys}
   changed = differences(recorded, identity)
   if changed:
-    raise RunMismatchError(f"{model_dir} holds another run ({'; '.join(changed)}); use a new "
-                           "MODEL_DIR, or pass --gin.train.overwrite=True to start afresh")
+    raise RunMismatchError(f"{directory} holds another run ({'; '.join(changed)}); use a new "
+                           f"directory, or {fix}")
 
 
-def write_identity(model_dir: str | os.PathLike, identity: Mapping[str, Any]) -> None:
-  atomic_write(epath.Path(model_dir) / IDENTITY_FILE,
+def write_identity(directory: str | os.PathLike, identity: Mapping[str, Any], *,
+                   file: str = IDENTITY_FILE) -> None:
+  atomic_write(epath.Path(directory) / file,
                json.dumps(dict(identity), indent=2, sort_keys=True) + "\n")
 
 
