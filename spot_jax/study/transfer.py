@@ -30,14 +30,18 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from etils import epath
 
+from spot_jax.errors import SpotError
 from spot_jax.io import atomic_write
 from spot_jax.library import retrieval
 from spot_jax.library.store import ModelIdentity, PromptLibrary
 from spot_jax.peft import load_prompt_file, save_prompt_file
 from spot_jax.study import figures, grid, stats, tables
 from spot_jax.study.runner import Tuner
+from spot_jax.train import run_dir, validation
 from spot_jax.train.exports import params_checksum
 
+# OUT/study.json: the settings every cell and library entry of OUT was computed with.
+SETTINGS_FILE = "study.json"
 WEIGHTED = "weighted_top{k}"
 MIXTURE = "mixture_top{k}"
 
@@ -72,6 +76,35 @@ def identity(tuner: Tuner, vocabulary: str) -> ModelIdentity:
 def run_name(seed: int) -> str:
   """The library run of a task tuned from the init of `seed`."""
   return f"seed{seed}"
+
+
+def check_study(study: Study, protocol) -> None:
+  """Refuses settings that could not produce a whole study, before the first run (a source run
+  shorter than the embedding step would leave library entries without a task embedding)."""
+  validation.check_positive({"steps": protocol.steps, "eval_every": protocol.eval_every,
+                             "batch_size": protocol.batch_size,
+                             "prompt_length": protocol.prompt_length,
+                             "embedding_step": protocol.embedding_step,
+                             "source_steps": study.source_steps, "top_k": study.top_k})
+  validation.check_optional_positive({"mixture_steps": study.mixture_steps,
+                                      "num_eval_examples": protocol.num_eval_examples})
+  validation.check_finite({"learning_rate": protocol.learning_rate})
+  if study.source_steps < protocol.embedding_step:
+    raise SpotError(
+        f"source_steps {study.source_steps} is below embedding_step {protocol.embedding_step}: "
+        "source runs would end before their task embedding is taken; raise --source_steps or "
+        "lower --embedding_step")
+  for what, values in (("sources", study.sources), ("targets", study.targets),
+                       ("seeds", study.seeds), ("embedding_seeds", study.embedding_seeds)):
+    if not values or len(set(values)) != len(values):
+      raise SpotError(f"{what} must be non-empty and without repeats, got {list(values)}")
+
+
+def settings(tuner: Tuner, study: Study, model: ModelIdentity) -> dict:
+  """What a cell's result depends on besides its target, source and seed: a study resumed with
+  other settings would mix cells of two protocols, so run_study refuses it."""
+  return {"protocol": dataclasses.asdict(tuner.protocol), "source_steps": study.source_steps,
+          "mixture_steps": study.mixture_steps, "model": dataclasses.asdict(model)}
 
 
 def build_library(tuner: Tuner, library: PromptLibrary, study: Study, model: ModelIdentity) -> None:
@@ -135,8 +168,16 @@ def run_study(tuner: Tuner, study: Study, out: str | epath.PathLike, *, vocabula
   """Runs (or resumes) the study into OUT; returns the summary. reverse: run the grid's cells
   last to first, for a second process on the same OUT (see grid.run_grid)."""
   out = epath.Path(out)
+  check_study(study, tuner.protocol)
+  model = identity(tuner, vocabulary)
+  recorded = settings(tuner, study, model)
+  run_dir.check_identity(out, recorded, file=SETTINGS_FILE,
+                         fix="rerun with the settings it records")
+  validation.check_writable_dir(out, setting="--out")
+  out.mkdir(parents=True, exist_ok=True)
+  run_dir.write_identity(out, recorded, file=SETTINGS_FILE)
   library = PromptLibrary(out / "library")
-  build_library(tuner, library, study, identity(tuner, vocabulary))
+  build_library(tuner, library, study, model)
   queries = target_embeddings(tuner, study, out / "target_embeddings")
   rankings = {t: retrieval.rank_sources(library, q, study.metric, study.sources, study.center)
               for t, q in queries.items()}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from spot_jax.embedded import seqio_tasks
+from spot_jax.errors import SpotError
 from spot_jax.embedded import tasks as synthetic_tasks
 from spot_jax.library import retrieval, similarity
 from spot_jax.library.store import LibraryError, PromptLibrary
@@ -150,3 +151,33 @@ def test_tune_without_validation_returns_the_final_prompt(tuner, monkeypatch):
   monkeypatch.setattr(tuner, "validate", lambda *a: pytest.fail("validated"))
   run = tuner.tune(SOURCES[0], seed=0, steps=2, validate=False)
   assert run.scores == {} and np.array_equal(run.source_prompt, run.final_prompt)
+
+
+def test_a_study_resumed_with_another_protocol_is_refused_before_any_tuning(tuner, tmp_path,
+                                                                           monkeypatch):
+  study = transfer.Study(sources=SOURCES[:1], targets=(TARGET,), seeds=(0,), source_steps=4)
+  transfer.run_study(tuner, study, tmp_path, vocabulary="test")
+  before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+  monkeypatch.setattr(tuner, "tune", lambda *a, **k: pytest.fail("must refuse before tuning"))
+  longer = runner.Tuner(tuner.config, tuner.frozen, dataclasses.replace(tuner.protocol, steps=6),
+                        feature_lengths=seqio_tasks.feature_lengths, log=None)
+  monkeypatch.setattr(longer, "tune", tuner.tune)
+  with pytest.raises(SpotError, match=r"holds another run \(protocol .*'steps': 4.*'steps': 6"):
+    transfer.run_study(longer, study, tmp_path, vocabulary="test")
+  with pytest.raises(SpotError, match="source_steps 4 -> 5"):
+    transfer.run_study(tuner, dataclasses.replace(study, source_steps=5), tmp_path, vocabulary="test")
+  assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"source_steps": 1}, "source_steps 1 is below embedding_step 2"),
+    ({"seeds": (0, 0)}, r"seeds must be non-empty and without repeats, got \[0, 0\]"),
+    ({"targets": ()}, "targets must be non-empty"),
+    ({"top_k": 0}, "top_k must be a positive integer"),
+])
+def test_bad_study_settings_fail_before_anything_is_written(tuner, tmp_path, change, message):
+  study = dataclasses.replace(
+      transfer.Study(sources=SOURCES[:1], targets=(TARGET,), seeds=(0,), source_steps=4), **change)
+  with pytest.raises(SpotError, match=message):
+    transfer.run_study(tuner, study, tmp_path / "out", vocabulary="test")
+  assert not (tmp_path / "out").exists()
