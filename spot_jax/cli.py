@@ -98,13 +98,12 @@ def _cmd_gin(args: argparse.Namespace) -> None:
   name, required = _GIN_COMMANDS[args.command]
   gin_utils.parse(args.gin_file, args.gin_bindings, required)
   _start_distributed(args, gin_utils)
-  if args.command == "train":
-    model_dir = gin.query_parameter("MODEL_DIR/gin.macro.value")
-    gin_utils.save_config(model_dir, "config.gin", gin.config_str())
   fn = gin.get_configurable(name)
-  fn()
-  if args.command == "train":
-    gin_utils.save_config(model_dir, "operative_config.gin", gin.operative_config_str())
+  if args.command != "train":
+    return fn()
+  fn(files={"config.gin": gin.config_str()})  # written once train has checked its settings
+  gin_utils.save_config(gin.query_parameter("MODEL_DIR/gin.macro.value"), "operative_config.gin",
+                        gin.operative_config_str())
 
 
 # `dryrun` reads `train`'s bindings; these macros name data and files a dry run never touches, so

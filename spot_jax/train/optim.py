@@ -11,10 +11,13 @@ from typing import Optional
 
 import optax
 
+from spot_jax.train.validation import check_finite
+
 
 def adafactor(*, learning_rate: float = 0.3, weight_decay: Optional[float] = 1e-5,
               decay_rate: float = 0.8, clipping_threshold: Optional[float] = 1.0,
               multiply_by_parameter_scale: bool = False) -> optax.GradientTransformation:
+  check_finite({"adafactor.learning_rate": learning_rate})
   return optax.adafactor(learning_rate=learning_rate, decay_rate=decay_rate,
                          clipping_threshold=clipping_threshold,
                          multiply_by_parameter_scale=multiply_by_parameter_scale,
@@ -23,4 +26,5 @@ def adafactor(*, learning_rate: float = 0.3, weight_decay: Optional[float] = 1e-
 
 def adam(*, learning_rate: float = 0.1, weight_decay: float = 0.0) -> optax.GradientTransformation:
   """AdamW; at small scale lr 0.1 trained prompts more reliably than Adafactor (docs/embedded_model.md)."""
+  check_finite({"adam.learning_rate": learning_rate})
   return optax.adamw(learning_rate=learning_rate, weight_decay=weight_decay)

@@ -21,6 +21,7 @@ import time
 from typing import Any, Mapping, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from etils import epath
@@ -31,7 +32,8 @@ from spot_jax.errors import SpotError
 from spot_jax.model.config import T5Config, get_config
 from spot_jax.model.params import cast_params, init_params
 from spot_jax.peft import PromptInitializer, SampledVocabInit
-from spot_jax.train import distributed, partitioning
+from spot_jax.io import atomic_write
+from spot_jax.train import distributed, partitioning, run_dir, validation
 from spot_jax.train.checkpointing import Checkpointer
 from spot_jax.train.evaluation import Validator, score_of
 from spot_jax.train.exports import ExportInfo, export_prompt, params_checksum
@@ -60,6 +62,13 @@ def load_frozen(model_config: T5Config | str, initial_checkpoint_path: Optional[
   return config, init_params(config, seed)
 
 
+def _parse_row(line: str) -> Optional[dict]:
+  try:
+    return json.loads(line)
+  except json.JSONDecodeError:
+    return None
+
+
 class MetricsWriter:
   """metrics.jsonl (one JSON object per logged step) and TensorBoard scalars in MODEL_DIR; in a
   multi-process run only the writing process (distributed.is_writer) touches them."""
@@ -72,11 +81,14 @@ class MetricsWriter:
     self._writer = (tf.summary.create_file_writer(str(model_dir / "tensorboard"))
                     if self.active else None)
 
-  def truncate_after(self, step: int) -> None:
-    """On resume: drop rows logged after the restored checkpoint; those steps are run again."""
+  def truncate_after(self, step: Optional[int]) -> None:
+    """On resume: drop rows logged after the restored checkpoint (all rows when no checkpoint was
+    restored, `step` None); those steps are run again. A torn last line (a kill mid-write) goes
+    too."""
     if self.active and self.path.exists():
-      rows = [r for r in self.path.read_text().splitlines() if json.loads(r)["step"] <= step]
-      self.path.write_text("".join(r + "\n" for r in rows))
+      rows = [r for r in map(_parse_row, self.path.read_text().splitlines())
+              if r is not None and step is not None and r["step"] <= step]
+      atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in rows))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     if not self.active:
@@ -114,10 +126,38 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
           best_metric: Optional[str] = None, log_period: int = 10, seed: int = 0,
           mesh_data: int = -1, mesh_model: int = 1, progress: bool = True,
           pack: bool = False, pack_lengths: Optional[Mapping[str, int]] = None,
-          remat_policy: str = "none", frozen_dtype: str = "float32") -> TrainResult:
-  """Tunes a prompt on `mixture_or_task_name` and exports source prompt / task embedding."""
+          remat_policy: str = "none", frozen_dtype: str = "float32", overwrite: bool = False,
+          files: Optional[Mapping[str, str]] = None) -> TrainResult:
+  """Tunes a prompt on `mixture_or_task_name` and exports source prompt / task embedding.
+
+  `overwrite`: start MODEL_DIR afresh even if it holds another run (run_dir.RUN_OUTPUTS are
+  removed). `files`: {name: text} written into MODEL_DIR once the settings are checked (the CLI's
+  config.gin).
+  """
+  # Every setting is checked before anything is loaded or written: a run that cannot start leaves
+  # MODEL_DIR as it was (spot_jax.train.validation).
+  task = validation.resolve_task(mixture_or_task_name)
+  for split, setting in ((train_split, "train_split"), (validation_split, "validation_split")):
+    validation.check_split(task, split, setting=setting)
+  validation.check_positive({"batch_size": batch_size, "num_train_steps": num_train_steps,
+                             "eval_period": eval_period, "log_period": log_period,
+                             "prompt_length": prompt_length})
+  validation.check_optional_positive({"checkpoint_period": checkpoint_period,
+                                      "keep_checkpoints": keep_checkpoints,
+                                      "eval_batch_size": eval_batch_size,
+                                      "num_eval_examples": num_eval_examples})
+  validation.check_feature_lengths(feature_lengths)
+  validation.check_writable_dir(model_dir, setting="MODEL_DIR")
+  mesh = partitioning.make_mesh(mesh_data, mesh_model)
+  validation.check_divides(batch_size, mesh.shape["data"])
+  # The run's identity (spot_jax.train.run_dir): what it was, a resume must still be.
+  identity = {"task": mixture_or_task_name, "prompt_length": prompt_length, "seed": seed,
+              "batch_size": batch_size, "feature_lengths": dict(feature_lengths), "pack": pack,
+              "pack_lengths": dict(pack_lengths) if pack_lengths else None}
+  if not overwrite:
+    run_dir.check_identity(model_dir, identity, keys=set(identity))  # before loading the model
+
   model_dir = epath.Path(model_dir)
-  model_dir.mkdir(parents=True, exist_ok=True)
   exports = model_dir / "exports"
   checkpoint_period = checkpoint_period or eval_period
   optimizer = optimizer or adafactor()
@@ -127,79 +167,106 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
   config = config.replace(dropout_rate=dropout_rate, remat_policy=remat_policy)
   info = ExportInfo(task=mixture_or_task_name, model=config.name, vocabulary=vocabulary, seed=seed,
                     frozen_checksum=params_checksum(frozen))
-  mesh = partitioning.make_mesh(mesh_data, mesh_model)
+  identity.update(model=config.name, frozen_checksum=info.frozen_checksum,
+                  embed_dim=config.emb_dim)
+  if not overwrite:
+    run_dir.check_identity(model_dir, identity)
   writes = distributed.is_writer()
-  embedding = np.asarray(frozen["token_embedder"]["embedding"])
-  frozen = jax.device_put(cast_params(frozen, frozen_dtype),  # memory knobs: docs/scale.md
-                          partitioning.param_shardings(config, mesh))
+  lock = None
+  if writes:  # from here on MODEL_DIR is this run's
+    model_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir.WriterLock(model_dir).acquire()
+    if overwrite:
+      run_dir.clear_run(model_dir)
+    run_dir.write_identity(model_dir, identity)
+    for name, text in (files or {}).items():
+      atomic_write(model_dir / name, text)
+  try:
+    embedding = np.asarray(frozen["token_embedder"]["embedding"])
+    frozen = jax.device_put(cast_params(frozen, frozen_dtype),  # memory knobs: docs/scale.md
+                            partitioning.param_shardings(config, mesh))
+    # Initial state, or the latest checkpoint (resume order: spot_jax/train/checkpointing.py).
+    prompt = prompt_initializer(jax.random.PRNGKey(seed), embedding, prompt_length)
+    initial = jax.device_put(TrainState.create({"prompt": prompt}, optimizer, seed),
+                             partitioning.replicated(mesh))
+    checkpointer = Checkpointer(model_dir / "checkpoints", keep=keep_checkpoints)
+    state, resumed = checkpointer.restore_or_init(initial)
+    step = int(distributed.to_host(state.step))
+    best_score, best_step = _best_so_far(exports) if resumed else (-math.inf, None)
 
-  # Initial state, or the latest checkpoint (resume order: spot_jax/train/checkpointing.py).
-  prompt = prompt_initializer(jax.random.PRNGKey(seed), embedding, prompt_length)
-  initial = jax.device_put(TrainState.create({"prompt": prompt}, optimizer, seed),
-                           partitioning.replicated(mesh))
-  checkpointer = Checkpointer(model_dir / "checkpoints", keep=keep_checkpoints)
-  state, resumed = checkpointer.restore_or_init(initial)
-  step = int(distributed.to_host(state.step))
-  best_score, best_step = _best_so_far(exports) if resumed else (-math.inf, None)
+    validator = Validator(mixture_or_task_name, config=config, feature_lengths=feature_lengths,
+                          split=validation_split, batch_size=eval_batch_size or batch_size,
+                          num_examples=num_eval_examples)
+    writer = MetricsWriter(model_dir)
+    writer.truncate_after(step if resumed else None)
+    step_fn = jit_train_step(config, optimizer, z_loss)
+    batches = train_batches(mixture_or_task_name, split=train_split, feature_lengths=feature_lengths,
+                            global_batch_size=batch_size, seed=seed, start_step=step, pack=pack,
+                            prompt_length=prompt_length, pack_lengths=pack_lengths,
+                            rows=process_rows(partitioning.batch_sharding(mesh), batch_size))
 
-  validator = Validator(mixture_or_task_name, config=config, feature_lengths=feature_lengths,
-                        split=validation_split, batch_size=eval_batch_size or batch_size,
-                        num_examples=num_eval_examples)
-  writer = MetricsWriter(model_dir)
-  writer.truncate_after(step)
-  step_fn = jit_train_step(config, optimizer, z_loss)
-  batches = train_batches(mixture_or_task_name, split=train_split, feature_lengths=feature_lengths,
-                          global_batch_size=batch_size, seed=seed, start_step=step, pack=pack,
-                          prompt_length=prompt_length, pack_lengths=pack_lengths,
-                          rows=process_rows(partitioning.batch_sharding(mesh), batch_size))
+    def export(kind: str, **record) -> None:
+      prompt = distributed.to_host(state.trainable["prompt"])  # every process takes part
+      if writes:
+        export_prompt(exports, kind, prompt, info, step=step, **record)
 
-  def export(kind: str, **record) -> None:
-    prompt = distributed.to_host(state.trainable["prompt"])  # every process takes part
-    if writes:
-      export_prompt(exports, kind, prompt, info, step=step, **record)
+    diverged = jnp.zeros((), bool)
 
-  def validate() -> None:
-    nonlocal best_score, best_step
-    metrics = validator(frozen, state.trainable, step)
-    score = score_of(metrics, best_metric)
-    writer.write(step, {**_flat(metrics), "validation/score": score})
-    if score > best_score:
-      best_score, best_step = score, step
-      export("source_prompt", metrics=_flat(metrics), score=score)
-    if writes:
-      bar.write(f"step {step}: validation score {score:.4g} (best {best_score:.4g} at {best_step})")
+    def check_finite() -> None:
+      finite = not bool(distributed.to_host(diverged))
+      if finite and np.isfinite(distributed.to_host(state.trainable["prompt"])).all():
+        return
+      kept = checkpointer.latest_step()
+      raise SpotError(f"training diverged (non-finite loss or prompt) between steps {last_good} "
+                      f"and {step}; " + (f"the last checkpoint, step {kept}, is finite: rerun "
+                                         "with a lower learning rate (or z_loss) to resume from it"
+                                         if kept is not None else "no checkpoint was saved yet: "
+                                         "rerun with a lower learning rate (or z_loss)"))
 
-  from tqdm import tqdm
-  bar = tqdm(total=num_train_steps, initial=step, disable=not (progress and writes), desc="train",
-             dynamic_ncols=True, file=sys.stderr)
-  if not resumed:
-    validate()  # the initial prompt's score: the bar every later checkpoint must clear
-  last_good, tick = step, time.perf_counter()
-  while step < num_train_steps:
-    batch = partitioning.shard_batch(next(batches), mesh)
-    state, metrics = step_fn(state, frozen, batch)
-    step += 1
-    bar.update(1)
-    if step % log_period == 0 or step == num_train_steps:
-      scalars = {f"train/{k}": float(distributed.to_host(v)) for k, v in metrics.items()}
-      if not np.isfinite(scalars["train/loss"]):
-        raise SpotError(f"training loss became {scalars['train/loss']} between steps {last_good} and "
-                        f"{step}; the last good checkpoint is kept in {model_dir / 'checkpoints'} "
-                        "— lower the learning rate or enable z_loss")
-      now = time.perf_counter()
-      scalars["train/steps_per_s"] = (step - last_good) / max(now - tick, 1e-9)
-      last_good, tick = step, now
-      writer.write(step, scalars)
-      bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", steps_s=f"{scalars['train/steps_per_s']:.2f}")
-    if step == task_embedding_step:
-      export("task_embedding")
-    if step % eval_period == 0 or step == num_train_steps:
-      validate()
-    if step % checkpoint_period == 0 or step == num_train_steps:
-      checkpointer.save(state)
-  bar.close()
-  export("final_prompt")
-  checkpointer.close()
-  distributed.sync("spot_jax_train_done")  # no process returns before the exports are written
-  return TrainResult(step=step, best_step=best_step, best_score=best_score, exports=exports,
-                     resumed=resumed)
+    def validate() -> None:
+      nonlocal best_score, best_step
+      metrics = validator(frozen, state.trainable, step)
+      score = score_of(metrics, best_metric)
+      writer.write(step, {**_flat(metrics), "validation/score": score})
+      if score > best_score:
+        best_score, best_step = score, step
+        export("source_prompt", metrics=_flat(metrics), score=score)
+      if writes:
+        bar.write(f"step {step}: validation score {score:.4g} (best {best_score:.4g} at {best_step})")
+
+    from tqdm import tqdm
+    bar = tqdm(total=num_train_steps, initial=step, disable=not (progress and writes), desc="train",
+               dynamic_ncols=True, file=sys.stderr)
+    if not resumed:
+      validate()  # the initial prompt's score: the bar every later checkpoint must clear
+    last_good, tick = step, time.perf_counter()
+    while step < num_train_steps:
+      batch = partitioning.shard_batch(next(batches), mesh)
+      state, metrics = step_fn(state, frozen, batch)
+      step += 1
+      bar.update(1)
+      diverged = diverged | ~jnp.isfinite(metrics["loss"])  # on device: no sync per step
+      if step % log_period == 0 or step == num_train_steps:
+        check_finite()
+        scalars = {f"train/{k}": float(distributed.to_host(v)) for k, v in metrics.items()}
+        now = time.perf_counter()
+        scalars["train/steps_per_s"] = (step - last_good) / max(now - tick, 1e-9)
+        last_good, tick = step, now
+        writer.write(step, scalars)
+        bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", steps_s=f"{scalars['train/steps_per_s']:.2f}")
+      if step == task_embedding_step:
+        export("task_embedding")
+      if step % eval_period == 0 or step == num_train_steps:
+        validate()
+      if step % checkpoint_period == 0 or step == num_train_steps:
+        check_finite()  # a checkpoint only ever holds a finite state
+        checkpointer.save(state)
+    bar.close()
+    export("final_prompt")
+    checkpointer.close()
+    distributed.sync("spot_jax_train_done")  # no process returns before the exports are written
+    return TrainResult(step=step, best_step=best_step, best_score=best_score, exports=exports,
+                       resumed=resumed)
+  finally:
+    if lock:
+      lock.release()

@@ -151,8 +151,10 @@ def test_exported_prompt_initialises_another_run_and_bad_shapes_are_refused(toy_
   from spot_jax import cli
   source = toy_run / "exports" / "source_prompt.npy"
   base = ["train", "--module", "toy_task", f"--gin_file={TOY_GIN}", "--gin_file=prompts/from_file.gin"]
+  # One step at a learning rate too small to move a float32 value: the final prompt is the file's.
   assert cli.main(base + [f"--gin.PROMPT_FILE='{source}'", f"--gin.MODEL_DIR='{tmp_path / 'a'}'",
-                          "--gin.train.num_train_steps=0"]) == 0
+                          "--gin.train.num_train_steps=1", "--gin.adafactor.learning_rate=1e-30",
+                          "--gin.adafactor.weight_decay=None"]) == 0
   start, _ = read_export(tmp_path / "a" / "exports" / "final_prompt.npy")
   np.testing.assert_array_equal(start, read_export(source)[0])
 
@@ -175,3 +177,72 @@ def test_missing_required_binding_names_it_and_where_it_is_set(capsys):
   err = capsys.readouterr().err
   assert err.count("\n") == 1
   assert "MODEL_CONFIG" in err and "models/" in err and "MODEL_DIR" in err
+
+
+def _toy_cli(model_dir, *bindings: str) -> int:
+  from spot_jax import cli
+  return cli.main(["train", "--module", "toy_task", f"--gin_file={TOY_GIN}",
+                   f"--gin.MODEL_DIR='{model_dir}'", *bindings])
+
+
+def _last_error(capsys) -> str:
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err, "no error line"
+  return err[-1]
+
+
+@pytest.mark.parametrize("bindings, message", [
+    (["--gin.MIXTURE_OR_TASK_NAME='spot_toy_contains_b'"], "did you mean spot_toy_contains_a"),
+    (["--gin.train.validation_split='dev'"], "has no split 'dev'"),
+    (["--gin.train.num_train_steps=0"], "num_train_steps must be a positive integer, got 0"),
+    (["--gin.BATCH_SIZE=0"], "batch_size must be a positive integer"),
+    (["--gin.train.eval_period=0"], "eval_period must be a positive integer"),
+    (["--gin.adafactor.learning_rate=1e999"], "adafactor.learning_rate must be a finite positive"),
+    (["--gin.TASK_FEATURE_LENGTHS={'inputs': 16}"], "must map 'inputs' and 'targets'"),
+])
+def test_a_run_that_cannot_start_writes_nothing(tmp_path, capsys, bindings, message):
+  model_dir = tmp_path / "run"
+  assert _toy_cli(model_dir, *bindings) == 2
+  err = _last_error(capsys)
+  assert err.startswith("spot-jax train: error:") and message in err, err
+  assert not model_dir.exists()
+
+
+def test_model_dir_under_a_file_is_refused(tmp_path, capsys):
+  (tmp_path / "file").write_text("x")
+  assert _toy_cli(tmp_path / "file" / "run") == 2
+  assert "lies under the file" in _last_error(capsys)
+
+
+def test_resuming_another_run_or_a_locked_one_is_refused_and_changes_nothing(toy_run, capsys):
+  from spot_jax.train import run_dir
+  def snapshot():  # .lock is excluded: this test's own lock writes its pid there
+    return {p: p.stat().st_mtime_ns for p in toy_run.rglob("*") if p.name != run_dir.LOCK_FILE}
+  before = snapshot()
+  assert _toy_cli(toy_run, "--gin.PROMPT_LENGTH=4") == 2
+  assert "holds another run (prompt_length 8 -> 4)" in _last_error(capsys)
+  assert _toy_cli(toy_run, "--gin.MODEL_CONFIG='t5_1_1_test'", "--gin.SEED=1") == 2
+  err = _last_error(capsys)
+  assert "seed 0 -> 1" in err and "overwrite" in err
+  with run_dir.WriterLock(toy_run):
+    assert _toy_cli(toy_run) == 2
+    assert "is being written by pid" in _last_error(capsys)
+  assert snapshot() == before
+
+
+def test_a_diverged_run_keeps_its_last_finite_checkpoint_and_recovers(toy_run, tmp_path, capsys):
+  model_dir = tmp_path / "run"
+  assert _toy_cli(model_dir, "--gin.train.num_train_steps=10") == 0
+  assert _toy_cli(model_dir, "--gin.adafactor.learning_rate=3e38") == 2
+  err = _last_error(capsys)
+  assert "training diverged" in err and "the last checkpoint, step 10, is finite" in err, err
+  steps = sorted(int(p.name) for p in (model_dir / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps == [10]
+  # Rerun with the sane learning rate: it resumes at step 10 and ends where an uninterrupted run
+  # ends, with each metrics row once.
+  assert _toy_cli(model_dir) == 0
+  final, _ = read_export(model_dir / "exports" / "final_prompt.npy")
+  np.testing.assert_array_equal(final, read_export(toy_run / "exports" / "final_prompt.npy")[0])
+  assert _losses(model_dir) == _losses(toy_run)
+  rows = [json.loads(l) for l in (model_dir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows if "train/loss" in r] == list(range(1, 31))
