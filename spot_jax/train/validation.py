@@ -93,17 +93,22 @@ def check_finite(settings: Mapping[str, Any]) -> None:
       raise SpotError(f"{name} must be a finite positive number, got {value!r}")
 
 
+def _local_path(path: str | os.PathLike, setting: str, what: str) -> Optional[epath.Path]:
+  """`path` made absolute; None for a remote path (gs://...), which is left to the first write."""
+  text = os.fspath(path)
+  if not text:
+    raise SpotError(f"{setting} is empty; give {what}")
+  return None if "://" in text else epath.Path(text).absolute()
+
+
 def check_writable_dir(path: str | os.PathLike, *, setting: str) -> None:
   """`path` is, or can be created as, a directory this process may write into.
 
   Only local paths are checked; a remote one (gs://...) is left to the first write.
   """
-  text = os.fspath(path)
-  if not text:
-    raise SpotError(f"{setting} is empty; give a directory")
-  if "://" in text:
+  text, p = os.fspath(path), _local_path(path, setting, "a directory")
+  if p is None:
     return
-  p = epath.Path(text).absolute()
   if p.exists() and not p.is_dir():
     raise SpotError(f"{setting} {text} is a file; give a directory")
   existing = p
@@ -117,12 +122,9 @@ def check_writable_dir(path: str | os.PathLike, *, setting: str) -> None:
 
 def check_writable_file(path: str | os.PathLike, *, setting: str) -> None:
   """`path` can be written as a file: not a directory, its parent a (creatable) directory."""
-  text = os.fspath(path)
-  if not text:
-    raise SpotError(f"{setting} is empty; give a file name")
-  if "://" in text:
+  text, p = os.fspath(path), _local_path(path, setting, "a file name")
+  if p is None:
     return
-  p = epath.Path(text).absolute()
   if p.is_dir():
     raise SpotError(f"{setting} {text} is a directory; give a file name")
   check_writable_dir(p.parent, setting=f"{setting}'s directory")
