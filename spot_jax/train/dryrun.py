@@ -104,12 +104,7 @@ def topology_mesh(topology: str, data: int = -1, model: int = 1) -> jax.sharding
   except Exception as e:  # no libtpu, or a name it does not know
     raise DryRunError(f"cannot build TPU topology {topology!r} ({' '.join(str(e).split())[:200]}); "
                       "install libtpu in this environment, or drop --topology") from None
-  n = len(devices)
-  data = n // model if data == -1 else data
-  if data * model != n or data < 1:
-    raise DryRunError(f"mesh data={data} x model={model} does not match the {n} devices of "
-                      f"{topology}; set mesh_data/mesh_model so that their product is {n}")
-  return jax.sharding.Mesh(np.asarray(devices).reshape(data, model), ("data", "model"))
+  return partitioning.make_mesh(data, model, devices)
 
 
 # --------------------------------------------------------------------------------- sharding table

@@ -10,7 +10,7 @@ models.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -35,15 +35,16 @@ DEFAULT_RULES: LogicalRules = (
 )
 
 
-def make_mesh(data: int = -1, model: int = 1) -> Mesh:
-  """Mesh over all devices; -1 for `data` takes whatever `model` leaves."""
-  n = jax.device_count()
+def make_mesh(data: int = -1, model: int = 1, devices: Optional[Sequence[Any]] = None) -> Mesh:
+  """Mesh over `devices` (default: all of jax's); -1 for `data` takes whatever `model` leaves."""
+  devices = jax.devices() if devices is None else list(devices)
+  n = len(devices)
   if data == -1:
     data = n // model
   if data * model != n or data < 1:
     raise SpotError(f"mesh data={data} x model={model} does not match the {n} devices; "
-                    "set partitioning.data/model so that their product is the device count")
-  return Mesh(np.asarray(jax.devices()).reshape(data, model), ("data", "model"))
+                    "set train.mesh_data/mesh_model so that their product is the device count")
+  return Mesh(np.asarray(devices).reshape(data, model), ("data", "model"))
 
 
 def param_shardings(config: T5Config, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> Any:
