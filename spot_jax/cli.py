@@ -8,13 +8,56 @@ nothing here imports TensorFlow or JAX before main() has set that up.
 from __future__ import annotations
 
 import argparse
+import errno
+import re
+import signal
 import sys
 from typing import Optional, Sequence
 
 from spot_jax import __version__, logs
-from spot_jax.errors import SpotError
+from spot_jax.errors import Interrupted, SpotError
 
 VERBOSE_FLAG = "--verbose"
+
+
+class _Parser(argparse.ArgumentParser):
+  """Usage errors as one line, like every other error (exit 2); an option taking several values
+  (nargs="+") refuses to be given twice, where argparse would keep only the last list."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.register("action", None, _StoreOnce)
+
+  def error(self, message: str):
+    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _StoreOnce(argparse.Action):
+  """argparse's default "store" action, but for a repeated nargs="+" option."""
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    given = namespace.__dict__.setdefault("_given", set())
+    if self.nargs == "+" and self.dest in given:
+      parser.error(f"{option_string} given twice; list all its values after one {option_string}")
+    given.add(self.dest)
+    setattr(namespace, self.dest, values)
+
+
+def _int_at_least(low: int, what: str):
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      value = None
+    if value is None or value < low:
+      raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+  parse.__name__ = what  # argparse names the type in its message
+  return parse
+
+
+_positive = _int_at_least(1, "a positive integer")
+_non_negative = _int_at_least(0, "an integer >= 0")
 
 
 def _cmd_version(args: argparse.Namespace) -> None:
@@ -82,8 +125,8 @@ def _distributed_flags(p: argparse.ArgumentParser) -> None:
                            "but --process_id; or SPOT_JAX_COORDINATOR / SPOT_JAX_NUM_PROCESSES / "
                            "SPOT_JAX_PROCESS_ID; process 0 writes the shared files")
   g.add_argument("--coordinator_address", metavar="HOST:PORT", help="process 0's address")
-  g.add_argument("--num_processes", type=int, metavar="N")
-  g.add_argument("--process_id", type=int, metavar="I", help="0..N-1")
+  g.add_argument("--num_processes", type=_positive, metavar="N")
+  g.add_argument("--process_id", type=_non_negative, metavar="I", help="0..N-1")
   g.add_argument("--distributed", choices=("auto",), help="auto: jax's cluster detection "
                  "(TPU pods, SLURM, Open MPI) fills in all three")
 
@@ -120,8 +163,6 @@ def _use_fake_cpu_devices(count: int) -> None:
   """--devices N: N XLA:CPU devices, whatever accelerator is present. Must precede the first jax
   computation (the CPU client reads the count when it starts)."""
   import jax
-  if count < 1:
-    raise SpotError(f"--devices must be >= 1, got {count}")
   try:
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", count)
@@ -147,6 +188,7 @@ def _train_settings() -> dict:
 def _cmd_dryrun(args: argparse.Namespace) -> None:
   """Compile `train`'s step for a mesh ahead of time and report per-device memory (no data, no
   checkpoint, nothing runs); configured by the same gin files as `train`."""
+  _output_file(args.json, "--json")
   if args.devices is not None:
     _use_fake_cpu_devices(args.devices)
   import json
@@ -162,7 +204,7 @@ def _cmd_dryrun(args: argparse.Namespace) -> None:
                                 settings.get("mesh_model", 1))
   record = dryrun.dryrun(**settings, runs=args.runs, mesh=mesh)
   print(dryrun.format_report(record))
-  if args.json:
+  if args.json:  # checked before the compile
     with open(args.json, "w") as f:
       json.dump(record, f, indent=2)
     print(f"wrote {args.json}")
@@ -177,6 +219,7 @@ def _cmd_infer_mixed(args: argparse.Namespace) -> None:
                     "(and --config), or drop --tasks for the gin-configured infer")
   if not args.out:
     raise SpotError("infer --tasks needs --out PREDICTIONS.jsonl")
+  _output_file(args.out, "--out")
   _import_modules(args.module)
   library = _library(args.library)
   embeddings = {task: load_prompt_file(path) for task, path in
@@ -232,15 +275,23 @@ def _infer_mixed_flags(p: argparse.ArgumentParser) -> None:
   g.add_argument("--config", help="model config name for a t5x --checkpoint (default: inferred)")
   g.add_argument("--no_model_check", action="store_true", help="decode even if the checkpoint's "
                  "parameters are not the ones the library's prompts were tuned on")
-  g.add_argument("--batch_size", type=int, default=32)
-  g.add_argument("--num_examples", type=int, help="first N examples of each task (default: all)")
-  g.add_argument("--input_length", type=int, help="encoder length (default: the longest input)")
-  g.add_argument("--target_length", type=int, default=DEFAULT_TARGET_LENGTH,
+  g.add_argument("--batch_size", type=_positive, default=32)
+  g.add_argument("--num_examples", type=_positive, help="first N examples of each task (default: all)")
+  g.add_argument("--input_length", type=_positive, help="encoder length (default: the longest input)")
+  g.add_argument("--target_length", type=_positive, default=DEFAULT_TARGET_LENGTH,
                  help="decoding length")
+
+
+def _output_file(path: Optional[str], flag: str) -> None:
+  """An output file is checked before the command's work: a bad path costs nothing."""
+  from spot_jax import validation
+  if path is not None:
+    validation.check_writable_file(path, setting=flag)
 
 
 def _cmd_export_prompt(args: argparse.Namespace) -> None:
   from spot_jax.train.checkpointing import export_checkpoint_prompt
+  _output_file(args.output, "OUT.npy")
   path = export_checkpoint_prompt(args.model_dir, args.output, step=args.step)
   print(f"wrote {path} and its .json sidecar")
 
@@ -348,6 +399,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
   from spot_jax.embedded import demo, tasks
   from spot_jax.peft import save_prompt_file
   (task,) = tasks.resolve([args.task])
+  _output_file(args.output, "OUT.npy")
   tuner = demo.embedded_tuner(_protocol(args))
   run = tuner.tune(task, seed=args.seed, steps=args.embedding_step)
   save_prompt_file(args.output, run.task_embedding)
@@ -366,9 +418,12 @@ def _library(path: Optional[str]):
 def _cmd_retrieve(args: argparse.Namespace) -> None:
   from spot_jax.library import retrieval
   from spot_jax.peft import load_prompt_file, save_prompt_file
+  _output_file(args.save_prompt, "--save_prompt")
   library = _library(args.library)
   ranking = retrieval.rank_sources(library, {args.run: load_prompt_file(args.query)}, args.metric,
                                    center=not args.no_center)
+  if args.save_prompt and args.mix > len(ranking):
+    raise SpotError(f"--mix {args.mix}: the library ranks only {len(ranking)} source(s)")
   for i, (task, score) in enumerate(ranking[:args.k], 1):
     print(f"{i:3d}. {task:<36s} {score:.4f}")
   if args.save_prompt:
@@ -394,6 +449,8 @@ def _cmd_library_add(args: argparse.Namespace) -> None:
 def _cmd_library_list(args: argparse.Namespace) -> None:
   import json
   library = _library(args.library)
+  if not library.path.is_dir():
+    raise SpotError(f"no library at {library.path}; `spot-jax library add` creates one")
   entries = library.list(args.task)
   if args.json:
     print(json.dumps([{"task": e.task, "run": e.run, "kinds": list(e.kinds), "score": e.score,
@@ -425,6 +482,8 @@ def _cmd_library_reindex(args: argparse.Namespace) -> None:
 def _cmd_library_export_peft(args: argparse.Namespace) -> None:
   from spot_jax.library.peft_export import export_peft_for_config
   from spot_jax.model.config import get_config
+  from spot_jax import validation
+  validation.check_writable_dir(args.output, setting="OUT_DIR")
   library = _library(args.library)
   entry = library.get(args.task, args.run, kind=args.kind)
   config = get_config(args.config or entry.identity.model)
@@ -521,7 +580,7 @@ def _library_parser(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
   from spot_jax.checkpoints import FORMATS
   from spot_jax.embedded import protocol, tasks
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog="spot-jax", description="Soft prompt tuning and transfer (SPoT) on a frozen T5.")
   parser.add_argument(VERBOSE_FLAG, action="store_true",
                       help="let TensorFlow, XLA, JAX and absl print their log lines (hidden by "
@@ -576,12 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
                  help="gin file (searched in the working directory, then gin_configs/); repeatable")
   p.add_argument("--module", action="append", default=[],
                  help="module to import that the gin files need (default: none); repeatable")
-  p.add_argument("--devices", type=int, help="compile for N fake CPU devices, e.g. 256 for a "
+  p.add_argument("--devices", type=_positive, help="compile for N fake CPU devices, e.g. 256 for a "
                  "TPU v4-512 slice's chips (default: this machine's devices)")
   p.add_argument("--topology", metavar="NAME", help="compile with XLA:TPU for a TPU topology, e.g. "
                  "v5e:16x16 or v4:4x4x4, with no TPU attached (needs the libtpu package; "
                  "docs/scale.md); replaces --devices")
-  p.add_argument("--runs", type=int, default=1, metavar="K", help="compile the K-run step "
+  p.add_argument("--runs", type=_positive, default=1, metavar="K", help="compile the K-run step "
                  "(spot_jax.train.multi: K stacked prompts, each with train.batch_size examples)")
   p.add_argument("--json", metavar="OUT.json", help="also write the full record as JSON")
   p.set_defaults(fn=_cmd_dryrun)
@@ -594,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
   p = sub.add_parser("export-prompt", help="write the prompt of a training checkpoint as .npy + .json")
   p.add_argument("model_dir", metavar="MODEL_DIR")
   p.add_argument("output", metavar="OUT.npy")
-  p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+  p.add_argument("--step", type=_non_negative, help="checkpoint step (default: the latest)")
   p.set_defaults(fn=_cmd_export_prompt)
 
   p = sub.add_parser("demo", help="the SPoT loop on the embedded universe in minutes (CPU)",
@@ -608,10 +667,10 @@ def build_parser() -> argparse.ArgumentParser:
 
   def protocol_flags(p: argparse.ArgumentParser) -> None:
     defaults = protocol.DEMO_PROTOCOL
-    p.add_argument("--steps", type=int, default=defaults.steps, help="target prompt-tuning steps")
-    p.add_argument("--embedding_step", type=int, default=defaults.embedding_step, help="task "
+    p.add_argument("--steps", type=_positive, default=defaults.steps, help="target prompt-tuning steps")
+    p.add_argument("--embedding_step", type=_positive, default=defaults.embedding_step, help="task "
                    "embedding = prompt after this many steps (paper: 10K)")
-    p.add_argument("--eval_examples", type=int, default=defaults.num_eval_examples,
+    p.add_argument("--eval_examples", type=_positive, default=defaults.num_eval_examples,
                    help="validation examples per check")
 
   study = sub.add_parser("study", help="SPoT studies on the embedded universe")
@@ -622,8 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--sources", nargs="+", help="default: all 16 embedded sources")
   p.add_argument("--targets", nargs="+", help="default: all 10 embedded targets")
   p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-  p.add_argument("--source_steps", type=int, default=protocol.DEMO_SOURCE_STEPS)
-  p.add_argument("--top_k", type=int, default=3)
+  p.add_argument("--source_steps", type=_positive, default=protocol.DEMO_SOURCE_STEPS)
+  p.add_argument("--top_k", type=_positive, default=3)
   p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
   p.add_argument("--mixture", action="store_true", help="also retrieve by top-k multi-task "
                  "mixture (a prompt tuned on the top-k sources + the target initialises it)")
@@ -647,13 +706,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
   p.add_argument("--targets", nargs="+", help="short target names (default: all of the universe)")
   p.add_argument("--seeds", type=int, nargs="+", help="k-shot seeds (default: 13 21 42 87 100)")
-  p.add_argument("--steps", type=int, default=1000, help="downstream steps (seed: 1000)")
-  p.add_argument("--eval_every", type=int, default=100, help="dev evaluation period (seed: 100)")
-  p.add_argument("--batch_sizes", type=int, nargs="+", default=[4, 8])
+  p.add_argument("--steps", type=_positive, default=1000, help="downstream steps (seed: 1000)")
+  p.add_argument("--eval_every", type=_positive, default=100, help="dev evaluation period (seed: 100)")
+  p.add_argument("--batch_sizes", type=_positive, nargs="+", default=[4, 8])
   p.add_argument("--learning_rates", nargs="+", metavar="LR|METHOD=LR,LR", help="downstream "
                  "learning rates: numbers for every method, or per method, e.g. prompt=1,0.1 "
                  "full=1e-3 (default: each method's presets)")
-  p.add_argument("--upstream_steps", type=int, help="default: the presets' (embedded 1000, "
+  p.add_argument("--upstream_steps", type=_positive, help="default: the presets' (embedded 1000, "
                  "seed T5 34,600)")
   p.add_argument("--checkpoints", nargs="+", default=list(CHECKPOINTS), choices=CHECKPOINTS,
                  help="which upstream trees transfer (default: both best-dev and last)")
@@ -680,14 +739,14 @@ def build_parser() -> argparse.ArgumentParser:
                  help="default: the library released with spot-jax (the embedded model's sources)")
   p.add_argument("query", metavar="EMBEDDING.npy")
   p.add_argument("--metric", default="token_cosine", choices=("token_cosine", "avg_cosine"))
-  p.add_argument("-k", type=int, default=10)
+  p.add_argument("-k", type=_positive, default=10)
   p.add_argument("--run", help="compare with this run's embeddings only, e.g. seed0 for a query "
                  "embedded with --seed 0 (default: every run, averaged per task)")
   p.add_argument("--no_center", action="store_true",
                  help="compare raw embeddings (default: subtract the library's mean embedding)")
   p.add_argument("--save_prompt", metavar="OUT.npy", help="also write the top sources' weighted "
                  "average source prompt (SPoT's target init)")
-  p.add_argument("--mix", type=int, default=1, help="how many top sources --save_prompt mixes "
+  p.add_argument("--mix", type=_positive, default=1, help="how many top sources --save_prompt mixes "
                  "(default 1: the best source's prompt)")
   p.set_defaults(fn=_cmd_retrieve)
 
@@ -698,9 +757,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--config", help="model config name (default: the checkpoint's own, or "
                                   "t5_1_1_test with random weights)")
   p.add_argument("--vocab", help="SentencePiece model (default: byte vocabulary)")
-  p.add_argument("--prompt_length", type=int, default=20)
-  p.add_argument("--beam_size", type=int, default=4)
-  p.add_argument("--max_decode_len", type=int, default=16)
+  p.add_argument("--prompt_length", type=_positive, default=20)
+  p.add_argument("--beam_size", type=_positive, default=4)
+  p.add_argument("--max_decode_len", type=_positive, default=16)
   p.set_defaults(fn=_cmd_smoke)
   return parser
 
@@ -714,12 +773,48 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   bindings, rest = split_gin_args([a for a in argv if a != VERBOSE_FLAG])
   args = build_parser().parse_args(rest)
   args.verbose, args.gin_bindings = verbose, bindings
+  prefix = f"spot-jax {args.command}:"
   try:
     args.fn(args)
+  except Interrupted as e:
+    print(f"{prefix} {e.message}", file=sys.stderr)
+    return e.exit_code
   except SpotError as e:  # .message: gin appends "In call to configurable ..." lines to str(e)
-    print(f"spot-jax {args.command}: error: {e.message}", file=sys.stderr)
+    print(f"{prefix} error: {e.message}", file=sys.stderr)
+    return e.exit_code
+  except KeyboardInterrupt:  # Ctrl-C outside a training loop (which stops cleanly itself)
+    print(f"{prefix} interrupted", file=sys.stderr)
+    return 128 + signal.SIGINT
+  except Exception as e:
+    message = _environment_error(e)
+    if message is None or verbose:
+      raise
+    print(f"{prefix} error: {message} (--verbose for the traceback)", file=sys.stderr)
     return 2
   return 0
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _environment_error(error: BaseException) -> Optional[str]:
+  """One line for a failure of the machine rather than of spot-jax (a full disk, a file it may not
+  write), found anywhere in the exception's chain: orbax, TensorFlow and tensorstore wrap the
+  OSError, or keep only its text. None for anything else (a bug: the traceback is shown)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    text = " ".join(str(error).split())
+    path = getattr(error, "filename", None) or next(iter(re.findall(r'"(/[^"]+)"', text)), None)
+    where = f" (writing {path})" if path else ""
+    if getattr(error, "errno", None) in _DISK_FULL or "No space left on device" in text:
+      return (f"no space left on device{where}; free space and rerun the same command: "
+              "runs resume from their last checkpoint")
+    if getattr(error, "errno", None) in _NOT_ALLOWED:
+      return f"{error.strerror}: {error.filename}"
+    error = error.__cause__ or error.__context__
+  return None
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ Every library function stays gin-free; `spot_jax.configurables` registers the on
 
 from __future__ import annotations
 
+import io
 import pathlib
+import re
+import tokenize
 from typing import Any, Callable, Mapping, Sequence
 
 import gin
@@ -56,8 +59,8 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], required: Sequence[
                                         finalize_config=False)
   except (IOError, OSError) as e:
     raise SpotError(f"cannot read gin file: {e}") from None
-  except (ValueError, SyntaxError) as e:
-    raise SpotError(f"bad gin config: {' '.join(str(e).split())}") from None
+  except (ValueError, SyntaxError, tokenize.TokenError) as e:
+    raise SpotError(f"bad gin config: {_parse_error(e, bindings)}") from None
   _apply_process_settings()
   # Required by the command, or declared %gin.REQUIRED by a file in use (e.g. prompts/from_file.gin).
   missing = [m for m in required if _macro_state(m) != "set"]
@@ -66,6 +69,22 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str], required: Sequence[
     where = "; ".join(f"{m} is set by {REQUIRED_MACROS.get(m, 'the command line')}" for m in missing)
     raise SpotError(f"missing required gin binding{'s' if len(missing) > 1 else ''} "
                     f"{', '.join(missing)}: {where}")
+
+
+def _parse_error(error: Exception, bindings: Sequence[str]) -> str:
+  """gin's parse error, with the binding at fault and the fix where the cause is a common one."""
+  unquoted = re.search(r"Failed to parse token '([^']*)'", str(error))
+  if unquoted:  # --gin.NAME=value where the shell ate the quotes of a string
+    word = unquoted.group(1)
+    return (f"{word} is not a value gin knows (a number, a quoted string, a list, @configurable, "
+            f"%MACRO); quote a string inside the shell quotes, e.g. --gin.NAME=\"'{word}'\"")
+  if isinstance(error, tokenize.TokenError):
+    for binding in bindings:
+      try:
+        list(tokenize.generate_tokens(io.StringIO(binding).readline))
+      except tokenize.TokenError:
+        return f"--gin.{binding} ends inside brackets or a string; close them"
+  return " ".join(str(error).split())
 
 
 def _apply_process_settings() -> None:

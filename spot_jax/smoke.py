@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 
 import jax
 import numpy as np
+from etils import epath
 
 from spot_jax.checkpoints import load_checkpoint
 from spot_jax.errors import SpotError
@@ -38,6 +39,8 @@ class SmokeResult:
 def _vocabulary(vocab_path: Optional[str]):
   import seqio  # imported here: it pulls in TensorFlow, which `spot-jax --help` should not wait for
   if vocab_path:
+    if not epath.Path(vocab_path).exists():
+      raise SpotError(f"vocabulary {vocab_path} does not exist; give a SentencePiece .model file")
     return seqio.SentencePieceVocabulary(vocab_path, extra_ids=100)
   return seqio.ByteVocabulary()
 

@@ -185,14 +185,15 @@ def part_a(cfg: T5Config, frozen: Any, args: argparse.Namespace) -> Iterable[dic
 
 def part_b(cfg: T5Config, frozen: Any, args: argparse.Namespace) -> Iterable[dict[str, Any]]:
   import tasks  # noqa: F401  (registers the catalog, the embedded tasks included)
-  from spot_jax.data.pipeline import get_task, host_shard_info
+  from spot_jax.data.pipeline import host_shard_info
+  from spot_jax.validation import resolve_task
   from spot_jax.embedded import protocol, seqio_tasks
   from spot_jax.embedded import tasks as embedded_tasks
   for task in args.embedded_tasks.split(","):
     for regime, lengths in (("tight", seqio_tasks.feature_lengths(task)),
                             ("shipped", dict(embedded_tasks.FEATURE_LENGTHS))):
       def make_ds(task=task, lengths=lengths):  # the task's tokenized, trimmed train examples
-        return get_task(task).get_dataset(lengths, split="train", shuffle=True, seed=0,
+        return resolve_task(task).get_dataset(lengths, split="train", shuffle=True, seed=0,
                                           num_epochs=1, shard_info=host_shard_info(),
                                           use_cached=False).take(args.examples)
       yield compare(f"embedded/{task}/{regime}", cfg, frozen, make_ds, lengths,

@@ -6,6 +6,7 @@ from typing import Literal, Optional
 
 from etils import epath
 
+from spot_jax import validation
 from spot_jax.checkpoints.hf import read_hf_checkpoint, write_hf_checkpoint
 from spot_jax.checkpoints.t5x import read_t5x_checkpoint, write_t5x_checkpoint
 from spot_jax.errors import CheckpointError
@@ -41,6 +42,7 @@ def load_checkpoint(path: str | epath.PathLike, config: Optional[T5Config] = Non
 def convert(src: str | epath.PathLike, dst: str | epath.PathLike, *, src_format: Format,
             dst_format: Format, config: Optional[T5Config] = None, overwrite: bool = False) -> T5Config:
   """Converts a whole checkpoint between t5x and HF layouts; returns the model config used."""
+  validation.check_writable_dir(dst, setting="DST")
   config, params = load_checkpoint(src, config, src_format)
   if dst_format == "hf":
     write_hf_checkpoint(dst, params, config, overwrite=overwrite)

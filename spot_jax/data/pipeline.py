@@ -32,20 +32,9 @@ import jax
 import numpy as np
 
 from spot_jax.data import packing
-from spot_jax.data.autograph import skip_seqio_autograph
-from spot_jax.errors import SpotError
+from spot_jax.validation import check_split, resolve_task
 
 Batch = dict[str, np.ndarray]
-
-
-def get_task(name: str):
-  import seqio
-  skip_seqio_autograph()
-  try:
-    return seqio.get_mixture_or_task(name)
-  except ValueError:
-    raise SpotError(f"no seqio task or mixture named {name!r}; list them with `spot-jax tasks` "
-                    "or check MIXTURE_OR_TASK_MODULE") from None
 
 
 def host_shard_info():
@@ -63,12 +52,8 @@ def whole_dataset():
 def process_rows(sharding, global_batch_size: int) -> Optional[np.ndarray]:
   """Indices of the global batch rows this process's devices hold under `sharding` (the batch
   sharding of the mesh), in the order make_array_from_process_local_data expects them (ascending,
-  each row once); None when they are all of them (a single-process run)."""
-  try:
-    sharding.shard_shape((global_batch_size,))
-  except ValueError:
-    raise SpotError(f"batch size {global_batch_size} does not split evenly over the mesh's data "
-                    "axis; make BATCH_SIZE a multiple of train.mesh_data") from None
+  each row once); None when they are all of them (a single-process run). The batch must split
+  over the sharding (validation.check_divides, checked with the run's settings)."""
   blocks = {(index[0].start or 0, global_batch_size if index[0].stop is None else index[0].stop)
             for index in sharding.addressable_devices_indices_map((global_batch_size,)).values()}
   rows = np.unique(np.concatenate([np.arange(a, b) for a, b in sorted(blocks)]))
@@ -83,9 +68,8 @@ def converted_dataset(task_name: str, *, split: str, feature_lengths: Mapping[st
   `pack`: packed rows with `prompt_length` prompt slots in front of every example, rows of
   `pack_lengths` or the default rule (spot_jax.data.packing)."""
   import seqio
-  task = get_task(task_name)
-  if split not in task.splits:
-    raise SpotError(f"task {task_name!r} has no split {split!r}; it has {sorted(task.splits)}")
+  task = resolve_task(task_name)
+  check_split(task, split, setting="split")
   ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=shuffle, seed=seed,
                         num_epochs=num_epochs, shard_info=whole_dataset(), use_cached=False)
   if pack:

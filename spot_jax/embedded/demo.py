@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from spot_jax import embedded
+from spot_jax import embedded, validation
 from spot_jax.embedded import protocol as embedded_protocol
 from spot_jax.embedded import tasks as synthetic_tasks
 from spot_jax.embedded.tasks import task_name
@@ -56,6 +56,7 @@ def run_demo(out: str = "spot_demo", *, target: Optional[str] = None,
   start = time.perf_counter()
   sources = synthetic_tasks.resolve(sources or DEMO_SOURCES)
   (target,) = synthetic_tasks.resolve([target or DEMO_TARGET])
+  validation.check_writable_dir(out, setting="--out")
   print(f"spot-jax demo: SPoT on the embedded universe -> {out}/ (resumes if interrupted)",
         file=sys.stderr, flush=True)
   summary = study(out, sources=sources, targets=[target], seeds=[0],

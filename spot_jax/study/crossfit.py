@@ -38,6 +38,7 @@ import numpy as np
 import optax
 from etils import epath
 
+from spot_jax import validation
 from spot_jax.data.pipeline import converted_dataset, train_batches
 from spot_jax.errors import SpotError
 from spot_jax.io import atomic_write
@@ -150,6 +151,13 @@ def build_study(presets: Presets, *, upstreams: Sequence[str] = UPSTREAMS,
                 checkpoints: Sequence[str] = CHECKPOINTS) -> Study:
   """A Study from `presets` with the grid's axes chosen (defaults: the seed's grid shape);
   `learning_rates` replaces the lists of the methods it names ("*": every method's)."""
+  validation.check_positive({"steps": steps, "eval_every": eval_every,
+                             **{f"batch_sizes[{i}]": b for i, b in enumerate(batch_sizes)}})
+  validation.check_optional_positive({"upstream_steps": upstream_steps})
+  validation.check_finite({f"learning_rates[{m}]": r for m, rates in (learning_rates or {}).items()
+                           for r in rates})
+  if seeds is not None and len(set(seeds)) != len(seeds):
+    raise CrossFitError(f"seeds must not repeat, got {list(seeds)}")
   methods = tuple(methods or presets.methods)
   unknown = [m for m in methods if m not in presets.methods]
   if unknown:
@@ -529,6 +537,7 @@ def run_study(config: T5Config, frozen, universe: Universe, study: Study,
   at these rates amplifies (a 1e-7 change of the init moves a prompt by O(1) within 20 steps), so
   a stacked cell's scores are another draw of the same run, not the same numbers: the default, 1,
   keeps one run at a time and a study bit-reproducible."""
+  validation.check_writable_dir(out, setting="--out")
   out = epath.Path(out)
   runner = Runner(config, frozen, universe, study, runs_per_step=runs_per_step)
   upstream = [UpstreamCell(u, m) for u in study.upstreams if u != "none" for m in study.methods]

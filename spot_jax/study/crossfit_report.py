@@ -19,7 +19,6 @@ import csv
 import io
 import json
 import math
-import numbers
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from etils import epath

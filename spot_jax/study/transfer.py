@@ -30,6 +30,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 from etils import epath
 
+from spot_jax import validation
 from spot_jax.errors import SpotError
 from spot_jax.io import atomic_write
 from spot_jax.library import retrieval
@@ -37,7 +38,7 @@ from spot_jax.library.store import ModelIdentity, PromptLibrary
 from spot_jax.peft import load_prompt_file, save_prompt_file
 from spot_jax.study import figures, grid, stats, tables
 from spot_jax.study.runner import Tuner
-from spot_jax.train import run_dir, validation
+from spot_jax.train import run_dir
 from spot_jax.train.exports import params_checksum
 
 # OUT/study.json: the settings every cell and library entry of OUT was computed with.

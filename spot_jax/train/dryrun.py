@@ -17,7 +17,6 @@ Nothing here knows about gin; the CLI reads `train`'s bindings and passes them o
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 import time
@@ -29,6 +28,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from spot_jax import validation
 from spot_jax.errors import SpotError
 from spot_jax.model.config import T5Config, get_config
 from spot_jax.model.params import cast_params, flatten, init_params, param_shapes
@@ -79,10 +79,7 @@ def abstract_batch(batch_size: int, feature_lengths: Mapping[str, int], mesh: ja
                    runs: int = 1) -> dict[str, jax.ShapeDtypeStruct]:
   """The unpacked int32 feature batch split over `data` (partitioning.batch_sharding); K runs:
   [K, B, T] with B split over `data`."""
-  data = mesh.shape["data"]
-  if batch_size % data:
-    raise DryRunError(f"batch size {batch_size} is not divisible by the mesh's data axis ({data}); "
-                      "pick a batch size that is a multiple of mesh_data, or a smaller mesh_data")
+  validation.check_divides(batch_size, mesh.shape["data"])
   lengths = {"encoder_input_tokens": feature_lengths["inputs"]}
   lengths.update({k: feature_lengths["targets"] for k in BATCH_FEATURES[1:]})
   if runs > 1:
@@ -211,8 +208,7 @@ def dryrun(*, model_config: T5Config | str = "t5_1_1_lm_adapted_base", prompt_le
   `mesh`, e.g. from `topology_mesh`) on abstract arguments; returns per-device memory, FLOPs,
   compile time and the sharding table. Settings mean what they mean for `train`; `runs` K > 1
   compiles the K-run step (K stacked prompts, each with batch_size examples)."""
-  if runs < 1:
-    raise DryRunError(f"runs must be >= 1, got {runs}")
+  validation.check_positive({"runs": runs})
   config = get_config(model_config) if isinstance(model_config, str) else model_config
   config = config.replace(dropout_rate=dropout_rate, remat_policy=remat_policy)
   optimizer = optimizer or adafactor()

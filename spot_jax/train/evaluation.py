@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping, Optional
 
-import jax
 import numpy as np
 
 from spot_jax.data.autograph import skip_seqio_autograph

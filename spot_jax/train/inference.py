@@ -19,21 +19,34 @@ from typing import Mapping, Optional
 import numpy as np
 from etils import epath
 
-from spot_jax.data.pipeline import get_task, whole_dataset
+from spot_jax import validation
+from spot_jax.data.pipeline import whole_dataset
 from spot_jax.model import decoding
-from spot_jax.model.config import T5Config
+from spot_jax.model.config import T5Config, get_config
 from spot_jax.peft import PromptError, load_prompt_file
 from spot_jax.train.distributed import is_writer, sync, to_host
 from spot_jax.train.evaluation import Validator, score_of
 from spot_jax.train.trainer import load_frozen
 
 
+def _checked(mixture_or_task_name, split, feature_lengths, batch_size, num_examples):
+  """The task, once every setting is checked (before the model loads or anything is written)."""
+  task = validation.resolve_task(mixture_or_task_name)
+  validation.check_split(task, split, setting="split")
+  validation.check_feature_lengths(feature_lengths)
+  validation.check_positive({"batch_size": batch_size})
+  validation.check_optional_positive({"num_examples": num_examples})
+  return task
+
+
 def _frozen_and_prompt(model_config, initial_checkpoint_path, prompt_file, seed):
-  config, frozen = load_frozen(model_config, initial_checkpoint_path, seed)
+  """The prompt, checked against the model config, then the frozen model."""
   prompt = load_prompt_file(prompt_file)
+  config = get_config(model_config) if isinstance(model_config, str) else model_config
   if prompt.shape[1] != config.emb_dim:
     raise PromptError(f"prompt {prompt_file} has embedding size {prompt.shape[1]} but model "
                       f"{config.name} has {config.emb_dim}; use a prompt trained with this model")
+  config, frozen = load_frozen(config, initial_checkpoint_path, seed)
   return config.replace(dropout_rate=0.0), frozen, prompt
 
 
@@ -43,6 +56,9 @@ def evaluate(*, mixture_or_task_name: str, feature_lengths: Mapping[str, int], p
              batch_size: int = 32, num_examples: Optional[int] = None,
              output_dir: Optional[str] = None, seed: int = 0) -> dict:
   """{task: {metric: value}, "score": mean}; also written to OUTPUT_DIR/eval_{split}.json."""
+  _checked(mixture_or_task_name, split, feature_lengths, batch_size, num_examples)
+  if output_dir:
+    validation.check_writable_dir(output_dir, setting="OUTPUT_DIR")
   config, frozen, prompt = _frozen_and_prompt(model_config, initial_checkpoint_path, prompt_file, seed)
   validator = Validator(mixture_or_task_name, config=config, feature_lengths=feature_lengths,
                         split=split, batch_size=batch_size, num_examples=num_examples)
@@ -63,8 +79,9 @@ def infer(*, mixture_or_task_name: str, feature_lengths: Mapping[str, int], prom
           initial_checkpoint_path: Optional[str] = None, split: str = "validation",
           batch_size: int = 32, num_examples: Optional[int] = None, seed: int = 0) -> int:
   """Greedy-decodes a task split with the prompt; writes predictions.jsonl; returns the count."""
+  task = _checked(mixture_or_task_name, split, feature_lengths, batch_size, num_examples)
+  validation.check_writable_file(output_file, setting="OUTPUT_FILE")
   config, frozen, prompt = _frozen_and_prompt(model_config, initial_checkpoint_path, prompt_file, seed)
-  task = get_task(mixture_or_task_name)
   vocab = task.output_features["targets"].vocabulary
   ds = task.get_dataset(dict(feature_lengths), split=split, shuffle=False, num_epochs=1,
                         shard_info=whole_dataset())

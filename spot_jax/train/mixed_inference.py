@@ -42,10 +42,11 @@ from etils import epath
 from spot_jax.errors import SpotError
 from spot_jax.io import atomic_write
 from spot_jax.library import retrieval
-from spot_jax.library.store import LibraryError, PromptLibrary
+from spot_jax.library.store import PromptLibrary
 from spot_jax.model import decoding
 from spot_jax.model.config import T5Config
 from spot_jax.train.evaluation import score_of
+from spot_jax.validation import check_split, resolve_task
 
 DEFAULT_TARGET_LENGTH = 16  # runs/infer.gin's targets length
 
@@ -105,10 +106,9 @@ def parse_assignments(items: Optional[Sequence[str]], flag: str, value: str) -> 
 def resolve_tasks(names: Sequence[str]) -> list[str]:
   """The seqio tasks named (a mixture stands for its tasks), first occurrence order, no repeats."""
   import seqio
-  from spot_jax.data.pipeline import get_task
   tasks: list[str] = []
   for name in names:
-    found = get_task(name)
+    found = resolve_task(name)
     for task in (found.tasks if isinstance(found, seqio.Mixture) else [found]):
       if task.name not in tasks:
         tasks.append(task.name)
@@ -190,11 +190,8 @@ def check_model(library: PromptLibrary, config: T5Config, frozen: Any,
 
 def read_examples(task_name: str, split: str, num_examples: Optional[int] = None) -> list[Example]:
   """The first `num_examples` (default: all) examples of a task's split, in order, untrimmed."""
-  from spot_jax.data.pipeline import get_task
-  task = get_task(task_name)
-  if split not in task.splits:
-    raise InferError(f"task {task_name} has no split {split!r}; its splits: "
-                     f"{', '.join(task.splits)}")
+  task = resolve_task(task_name)
+  check_split(task, split, setting="--split")
   ds = task.get_dataset(None, split=split, shuffle=False, num_epochs=1)
   if num_examples:
     ds = ds.take(num_examples)
@@ -264,8 +261,7 @@ def task_metrics(task_name: str, examples: Sequence[Example], predictions: Seque
                  scores: Optional[Sequence[float]] = None) -> dict[str, float]:
   """The task's seqio metrics: predict metric functions on the postprocessed predictions and
   targets (as seqio.Evaluator postprocesses them), score metric functions on `scores`."""
-  from spot_jax.data.pipeline import get_task
-  task = get_task(task_name)
+  task = resolve_task(task_name)
   targets = [task.postprocess_fn(ex.text("targets"), example=ex.features, is_target=True)
              for ex in examples]
   values: dict[str, float] = {}
@@ -348,11 +344,11 @@ def infer_mixed(library: PromptLibrary, task_names: Sequence[str], output_file: 
   if progress:
     print(file=sys.stderr)
   scores = None
-  if any(_task(t).score_metric_fns for t in tasks):
+  if any(resolve_task(t).score_metric_fns for t in tasks):
     targets = pad_tokens([ex.targets for ex in examples], max(len(ex.targets) for ex in examples))
     scores = score_mixed(frozen, config, inputs, targets, prompt_ids, prompts,
                          batch_size=batch_size)
-  vocab = {task: _task(task).output_features["targets"].vocabulary for task in tasks}
+  vocab = {task: resolve_task(task).output_features["targets"].vocabulary for task in tasks}
   predictions = [vocab[ex.task].decode(row.tolist()) for ex, row in zip(examples, tokens)]
   lines = [json.dumps({"task": ex.task, "index": ex.index, "batch": i // batch_size,
                        "inputs": ex.text("inputs"), "target": ex.text("targets"),
@@ -376,8 +372,3 @@ def metrics_path(output_file: str | epath.PathLike) -> epath.Path:
   """Where the metrics of predictions file OUT go: OUT without .jsonl, plus .metrics.json."""
   out = epath.Path(output_file)
   return out.parent / (out.name.removesuffix(".jsonl") + ".metrics.json")
-
-
-def _task(name: str):
-  from spot_jax.data.pipeline import get_task
-  return get_task(name)

@@ -11,7 +11,7 @@ from typing import Optional
 
 import optax
 
-from spot_jax.train.validation import check_finite
+from spot_jax.validation import check_finite
 
 
 def adafactor(*, learning_rate: float = 0.3, weight_decay: Optional[float] = 1e-5,

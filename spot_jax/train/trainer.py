@@ -14,6 +14,7 @@ write the orbax checkpoints together.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -26,18 +27,20 @@ import numpy as np
 import optax
 from etils import epath
 
+from spot_jax import validation
 from spot_jax.checkpoints import load_checkpoint
 from spot_jax.data.pipeline import process_rows, train_batches
-from spot_jax.errors import SpotError
+from spot_jax.errors import Interrupted, SpotError
 from spot_jax.model.config import T5Config, get_config
 from spot_jax.model.params import cast_params, init_params
 from spot_jax.peft import PromptInitializer, SampledVocabInit
 from spot_jax.io import atomic_write
-from spot_jax.train import distributed, partitioning, run_dir, validation
+from spot_jax.train import distributed, partitioning, run_dir
 from spot_jax.train.checkpointing import Checkpointer
 from spot_jax.train.evaluation import Validator, score_of
 from spot_jax.train.exports import ExportInfo, export_prompt, params_checksum
 from spot_jax.train.optim import adafactor
+from spot_jax.train.signals import StopOnSignal
 from spot_jax.train.state import TrainState
 from spot_jax.train.step import jit_train_step
 
@@ -132,10 +135,11 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
 
   `overwrite`: start MODEL_DIR afresh even if it holds another run (run_dir.RUN_OUTPUTS are
   removed). `files`: {name: text} written into MODEL_DIR once the settings are checked (the CLI's
-  config.gin).
+  config.gin). SIGINT or SIGTERM stops the run after the current step, once a checkpoint of it is
+  saved (errors.Interrupted); a rerun resumes there.
   """
   # Every setting is checked before anything is loaded or written: a run that cannot start leaves
-  # MODEL_DIR as it was (spot_jax.train.validation).
+  # MODEL_DIR as it was (spot_jax.validation).
   task = validation.resolve_task(mixture_or_task_name)
   for split, setting in ((train_split, "train_split"), (validation_split, "validation_split")):
     validation.check_split(task, split, setting=setting)
@@ -157,11 +161,6 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
   if not overwrite:
     run_dir.check_identity(model_dir, identity, keys=set(identity))  # before loading the model
 
-  model_dir = epath.Path(model_dir)
-  exports = model_dir / "exports"
-  checkpoint_period = checkpoint_period or eval_period
-  optimizer = optimizer or adafactor()
-
   # The frozen model, laid out over the mesh.
   config, frozen = load_frozen(model_config, initial_checkpoint_path, seed)
   config = config.replace(dropout_rate=dropout_rate, remat_policy=remat_policy)
@@ -171,102 +170,148 @@ def train(*, model_dir: str, mixture_or_task_name: str, feature_lengths: Mapping
                   embed_dim=config.emb_dim)
   if not overwrite:
     run_dir.check_identity(model_dir, identity)
-  writes = distributed.is_writer()
-  lock = None
-  if writes:  # from here on MODEL_DIR is this run's
-    model_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir.WriterLock(model_dir).acquire()
-    if overwrite:
-      run_dir.clear_run(model_dir)
-    run_dir.write_identity(model_dir, identity)
-    for name, text in (files or {}).items():
-      atomic_write(model_dir / name, text)
+  embedding = np.asarray(frozen["token_embedder"]["embedding"])
+  frozen = jax.device_put(cast_params(frozen, frozen_dtype),  # memory knobs: docs/scale.md
+                          partitioning.param_shardings(config, mesh))
+  optimizer = optimizer or adafactor()
+  prompt = prompt_initializer(jax.random.PRNGKey(seed), embedding, prompt_length)
+  initial = jax.device_put(TrainState.create({"prompt": prompt}, optimizer, seed),
+                           partitioning.replicated(mesh))
+
+  model_dir = epath.Path(model_dir)
+  lock = _claim(model_dir, identity, overwrite, files) if distributed.is_writer() else None
+  checkpointer = Checkpointer(model_dir / "checkpoints", keep=keep_checkpoints)
   try:
-    embedding = np.asarray(frozen["token_embedder"]["embedding"])
-    frozen = jax.device_put(cast_params(frozen, frozen_dtype),  # memory knobs: docs/scale.md
-                            partitioning.param_shardings(config, mesh))
-    # Initial state, or the latest checkpoint (resume order: spot_jax/train/checkpointing.py).
-    prompt = prompt_initializer(jax.random.PRNGKey(seed), embedding, prompt_length)
-    initial = jax.device_put(TrainState.create({"prompt": prompt}, optimizer, seed),
-                             partitioning.replicated(mesh))
-    checkpointer = Checkpointer(model_dir / "checkpoints", keep=keep_checkpoints)
+    # The initial state, or the latest checkpoint (resume order: spot_jax/train/checkpointing.py).
     state, resumed = checkpointer.restore_or_init(initial)
     step = int(distributed.to_host(state.step))
-    best_score, best_step = _best_so_far(exports) if resumed else (-math.inf, None)
-
-    validator = Validator(mixture_or_task_name, config=config, feature_lengths=feature_lengths,
-                          split=validation_split, batch_size=eval_batch_size or batch_size,
-                          num_examples=num_eval_examples)
-    writer = MetricsWriter(model_dir)
-    writer.truncate_after(step if resumed else None)
-    step_fn = jit_train_step(config, optimizer, z_loss)
+    run = _Run(model_dir, state, step, frozen=frozen, info=info, checkpointer=checkpointer,
+               best=_best_so_far(model_dir / "exports") if resumed else (-math.inf, None),
+               validator=Validator(mixture_or_task_name, config=config,
+                                   feature_lengths=feature_lengths, split=validation_split,
+                                   batch_size=eval_batch_size or batch_size,
+                                   num_examples=num_eval_examples),
+               best_metric=best_metric)
+    run.metrics.truncate_after(step if resumed else None)
     batches = train_batches(mixture_or_task_name, split=train_split, feature_lengths=feature_lengths,
                             global_batch_size=batch_size, seed=seed, start_step=step, pack=pack,
                             prompt_length=prompt_length, pack_lengths=pack_lengths,
                             rows=process_rows(partitioning.batch_sharding(mesh), batch_size))
-
-    def export(kind: str, **record) -> None:
-      prompt = distributed.to_host(state.trainable["prompt"])  # every process takes part
-      if writes:
-        export_prompt(exports, kind, prompt, info, step=step, **record)
-
-    diverged = jnp.zeros((), bool)
-
-    def check_finite() -> None:
-      finite = not bool(distributed.to_host(diverged))
-      if finite and np.isfinite(distributed.to_host(state.trainable["prompt"])).all():
-        return
-      kept = checkpointer.latest_step()
-      raise SpotError(f"training diverged (non-finite loss or prompt) between steps {last_good} "
-                      f"and {step}; " + (f"the last checkpoint, step {kept}, is finite: rerun "
-                                         "with a lower learning rate (or z_loss) to resume from it"
-                                         if kept is not None else "no checkpoint was saved yet: "
-                                         "rerun with a lower learning rate (or z_loss)"))
-
-    def validate() -> None:
-      nonlocal best_score, best_step
-      metrics = validator(frozen, state.trainable, step)
-      score = score_of(metrics, best_metric)
-      writer.write(step, {**_flat(metrics), "validation/score": score})
-      if score > best_score:
-        best_score, best_step = score, step
-        export("source_prompt", metrics=_flat(metrics), score=score)
-      if writes:
-        bar.write(f"step {step}: validation score {score:.4g} (best {best_score:.4g} at {best_step})")
-
-    from tqdm import tqdm
-    bar = tqdm(total=num_train_steps, initial=step, disable=not (progress and writes), desc="train",
-               dynamic_ncols=True, file=sys.stderr)
     if not resumed:
-      validate()  # the initial prompt's score: the bar every later checkpoint must clear
-    last_good, tick = step, time.perf_counter()
-    while step < num_train_steps:
-      batch = partitioning.shard_batch(next(batches), mesh)
-      state, metrics = step_fn(state, frozen, batch)
-      step += 1
-      bar.update(1)
-      diverged = diverged | ~jnp.isfinite(metrics["loss"])  # on device: no sync per step
-      if step % log_period == 0 or step == num_train_steps:
-        check_finite()
-        scalars = {f"train/{k}": float(distributed.to_host(v)) for k, v in metrics.items()}
-        now = time.perf_counter()
-        scalars["train/steps_per_s"] = (step - last_good) / max(now - tick, 1e-9)
-        last_good, tick = step, now
-        writer.write(step, scalars)
-        bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", steps_s=f"{scalars['train/steps_per_s']:.2f}")
-      if step == task_embedding_step:
-        export("task_embedding")
-      if step % eval_period == 0 or step == num_train_steps:
-        validate()
-      if step % checkpoint_period == 0 or step == num_train_steps:
-        check_finite()  # a checkpoint only ever holds a finite state
-        checkpointer.save(state)
-    bar.close()
-    export("final_prompt")
-    checkpointer.close()
-    distributed.sync("spot_jax_train_done")  # no process returns before the exports are written
-    return TrainResult(step=step, best_step=best_step, best_score=best_score, exports=exports,
-                       resumed=resumed)
+      run.validate()  # the initial prompt's score: the bar every later checkpoint must clear
+    run.loop(jit_train_step(config, optimizer, z_loss),
+             (partitioning.shard_batch(batch, mesh) for batch in batches),
+             num_train_steps=num_train_steps, log_period=log_period, eval_period=eval_period,
+             checkpoint_period=checkpoint_period or eval_period,
+             task_embedding_step=task_embedding_step, progress=progress)
+    return TrainResult(step=run.step, best_step=run.best_step, best_score=run.best_score,
+                       exports=run.exports, resumed=resumed)
   finally:
+    checkpointer.close()
     if lock:
       lock.release()
+
+
+def _claim(model_dir: epath.Path, identity: Mapping[str, Any], overwrite: bool,
+           files: Optional[Mapping[str, str]]) -> run_dir.WriterLock:
+  """MODEL_DIR becomes this run's: locked, cleared if `overwrite`, its identity and `files`
+  written. The writing process alone calls this."""
+  model_dir.mkdir(parents=True, exist_ok=True)
+  lock = run_dir.WriterLock(model_dir).acquire()
+  if overwrite:
+    run_dir.clear_run(model_dir)
+  run_dir.write_identity(model_dir, identity)
+  for name, text in (files or {}).items():
+    atomic_write(model_dir / name, text)
+  return lock
+
+
+class _Run:
+  """The loop's state between steps: the train state, the best validation score, the metrics
+  writer and the exports; every process holds one and calls its methods in lockstep."""
+
+  def __init__(self, model_dir: epath.Path, state: TrainState, step: int, *, frozen: Any,
+               info: ExportInfo, checkpointer: Checkpointer, validator: Validator,
+               best: tuple[float, Optional[int]], best_metric: Optional[str]):
+    self.state, self.step, self.frozen, self.info = state, step, frozen, info
+    self.checkpointer, self.validator, self.best_metric = checkpointer, validator, best_metric
+    self.best_score, self.best_step = best
+    self.exports = model_dir / "exports"
+    self.writes = distributed.is_writer()
+    self.metrics = MetricsWriter(model_dir)
+    self.diverged = jnp.zeros((), bool)  # ~isfinite(loss) of any step since the last check
+    self.last_good = step  # the last step the checks found finite
+    self.say = functools.partial(print, file=sys.stderr)
+
+  def export(self, kind: str, **record) -> None:
+    prompt = distributed.to_host(self.state.trainable["prompt"])  # every process takes part
+    if self.writes:
+      export_prompt(self.exports, kind, prompt, self.info, step=self.step, **record)
+
+  def check_finite(self) -> None:
+    """Fails, naming the step range, if a loss since the last check or the prompt is not finite;
+    called before every checkpoint, so a checkpoint only ever holds a finite state."""
+    finite = not bool(distributed.to_host(self.diverged))
+    if finite and np.isfinite(distributed.to_host(self.state.trainable["prompt"])).all():
+      self.last_good = self.step
+      return
+    kept = self.checkpointer.latest_step()
+    raise SpotError(f"training diverged (non-finite loss or prompt) between steps {self.last_good} "
+                    f"and {self.step}; " + (f"the last checkpoint, step {kept}, is finite: rerun "
+                                            "with a lower learning rate (or z_loss) to resume "
+                                            "from it" if kept is not None else "no checkpoint "
+                                            "was saved yet: rerun with a lower learning rate (or "
+                                            "z_loss)"))
+
+  def save(self) -> None:
+    self.check_finite()
+    self.checkpointer.save(self.state)  # a step already saved is not saved again
+
+  def validate(self) -> None:
+    metrics = self.validator(self.frozen, self.state.trainable, self.step)
+    score = score_of(metrics, self.best_metric)
+    self.metrics.write(self.step, {**_flat(metrics), "validation/score": score})
+    if score > self.best_score:
+      self.best_score, self.best_step = score, self.step
+      self.export("source_prompt", metrics=_flat(metrics), score=score)
+    if self.writes:
+      self.say(f"step {self.step}: validation score {score:.4g} (best {self.best_score:.4g} at "
+               f"{self.best_step})")
+
+  def loop(self, step_fn, batches, *, num_train_steps: int, log_period: int, eval_period: int,
+           checkpoint_period: int, task_embedding_step: int, progress: bool) -> None:
+    from tqdm import tqdm
+    bar = tqdm(total=num_train_steps, initial=self.step, disable=not (progress and self.writes),
+               desc="train", dynamic_ncols=True, file=sys.stderr)
+    self.say = bar.write  # lines above the bar
+    tick, logged = time.perf_counter(), self.step
+    with StopOnSignal(say=self.say) as stop:
+      while self.step < num_train_steps:
+        self.state, metrics = step_fn(self.state, self.frozen, next(batches))
+        self.step += 1
+        bar.update(1)
+        self.diverged = self.diverged | ~jnp.isfinite(metrics["loss"])  # on device: no sync
+        if self.step % log_period == 0 or self.step == num_train_steps:
+          self.check_finite()
+          scalars = {f"train/{k}": float(distributed.to_host(v)) for k, v in metrics.items()}
+          now = time.perf_counter()
+          scalars["train/steps_per_s"] = (self.step - logged) / max(now - tick, 1e-9)
+          tick, logged = now, self.step
+          self.metrics.write(self.step, scalars)
+          bar.set_postfix(loss=f"{scalars['train/loss']:.4f}",
+                          steps_s=f"{scalars['train/steps_per_s']:.2f}")
+        if self.step == task_embedding_step:
+          self.export("task_embedding")
+        if self.step % eval_period == 0 or self.step == num_train_steps:
+          self.validate()
+        if self.step % checkpoint_period == 0 or self.step == num_train_steps:
+          self.save()
+        if stop.agreed(self.step, log_period) and self.step < num_train_steps:
+          self.save()
+          bar.close()
+          raise Interrupted(f"stopped by {stop.name} at step {self.step} of {num_train_steps}; "
+                            f"checkpoint {self.step} is saved: rerun the same command to resume",
+                            stop.signum)
+    bar.close()
+    self.export("final_prompt")
+    distributed.sync("spot_jax_train_done")  # no process returns before the exports are written

@@ -2,7 +2,6 @@
 
 import shutil
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch

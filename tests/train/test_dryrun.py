@@ -14,10 +14,11 @@ import pytest
 from jax.sharding import AbstractMesh
 
 from spot_jax import cli
+from spot_jax.errors import SpotError
 from spot_jax.model import get_config, param_shapes
 from spot_jax.model.params import flatten, logical_axes
 from spot_jax.train import partitioning
-from spot_jax.train.dryrun import DryRunError, abstract_batch
+from spot_jax.train.dryrun import abstract_batch
 from spot_jax.train.optim import adafactor
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
@@ -31,6 +32,7 @@ _SCRIPT = """
 import json, sys
 import jax, numpy as np
 from spot_jax import cli
+from spot_jax.errors import SpotError
 assert cli.main(["dryrun", "--devices", "8", "--gin_file", sys.argv[1], "--gin.train.mesh_model=4",
                  "--json", sys.argv[2]]) == 0
 from spot_jax.model import get_config, init_params
@@ -99,7 +101,7 @@ def test_dryrun_reports_the_compiled_steps_memory_and_the_sharded_argument_bytes
 
 def test_batch_not_divisible_by_the_data_axis_is_a_dryrun_error():
   mesh = AbstractMesh((4, 2), ("data", "model"))
-  with pytest.raises(DryRunError, match="not divisible by the mesh's data axis"):
+  with pytest.raises(SpotError, match="does not split over the 4 data-parallel devices"):
     abstract_batch(6, {"inputs": 16, "targets": 4}, mesh)
 
 

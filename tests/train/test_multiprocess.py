@@ -92,15 +92,10 @@ def test_settings_come_from_arguments_then_environment_and_must_be_complete(monk
 
 
 class _FakeSharding:
-  """The two calls process_rows makes, for a process holding the given row blocks of 8."""
+  """The call process_rows makes, for a process holding the given row blocks of 8."""
 
   def __init__(self, blocks):
     self.blocks = blocks
-
-  def shard_shape(self, shape):
-    if shape[0] % 4:
-      raise ValueError("not divisible")
-    return (shape[0] // 4,)
 
   def addressable_devices_indices_map(self, shape):
     return {f"device{i}": (slice(a, b),) for i, (a, b) in enumerate(self.blocks)}
@@ -111,8 +106,6 @@ def test_process_rows_are_the_rows_this_process_holds_in_ascending_order():
   np.testing.assert_array_equal(
       process_rows(_FakeSharding([(6, 8), (0, 2), (0, 2)]), 8), [0, 1, 6, 7])
   assert process_rows(_FakeSharding([(None, None)]), 8) is None  # every row: a single process
-  with pytest.raises(SpotError, match="multiple of train.mesh_data"):
-    process_rows(_FakeSharding([(0, 2)]), 6)
 
 
 # --- restore on another mesh ---------------------------------------------------------------------

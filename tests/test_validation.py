@@ -4,7 +4,7 @@ import pytest
 
 import toy_task
 from spot_jax.errors import SpotError
-from spot_jax.train import validation
+from spot_jax import validation
 
 
 def test_unknown_task_names_the_closest_registered_ones():
