@@ -8,14 +8,12 @@ nothing here imports TensorFlow or JAX before main() has set that up.
 from __future__ import annotations
 
 import argparse
-import errno
-import re
 import signal
 import sys
 from typing import Optional, Sequence
 
 from spot_jax import __version__, logs
-from spot_jax.errors import Interrupted, SpotError
+from spot_jax.errors import Interrupted, SpotError, environment_error
 
 VERBOSE_FLAG = "--verbose"
 
@@ -786,35 +784,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{prefix} interrupted", file=sys.stderr)
     return 128 + signal.SIGINT
   except Exception as e:
-    message = _environment_error(e)
+    message = environment_error(e)
     if message is None or verbose:
       raise
     print(f"{prefix} error: {message} (--verbose for the traceback)", file=sys.stderr)
     return 2
   return 0
 
-
-_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-def _environment_error(error: BaseException) -> Optional[str]:
-  """One line for a failure of the machine rather than of spot-jax (a full disk, a file it may not
-  write), found anywhere in the exception's chain: orbax, TensorFlow and tensorstore wrap the
-  OSError, or keep only its text. None for anything else (a bug: the traceback is shown)."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    text = " ".join(str(error).split())
-    path = getattr(error, "filename", None) or next(iter(re.findall(r'"(/[^"]+)"', text)), None)
-    where = f" (writing {path})" if path else ""
-    if getattr(error, "errno", None) in _DISK_FULL or "No space left on device" in text:
-      return (f"no space left on device{where}; free space and rerun the same command: "
-              "runs resume from their last checkpoint")
-    if getattr(error, "errno", None) in _NOT_ALLOWED:
-      return f"{error.strerror}: {error.filename}"
-    error = error.__cause__ or error.__context__
-  return None
 
 
 if __name__ == "__main__":

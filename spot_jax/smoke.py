@@ -71,6 +71,7 @@ def run_smoke(*, checkpoint: Optional[str] = None, config_name: Optional[str] = 
     log(f"  {name:<22s} {seconds[name]:7.2f} s")
     return out
 
+  vocab = _vocabulary(vocab_path)
   log(f"spot-jax smoke: jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}")
   if checkpoint:
     config = get_config(config_name) if config_name else None  # None: the checkpoint's own
@@ -79,7 +80,6 @@ def run_smoke(*, checkpoint: Optional[str] = None, config_name: Optional[str] = 
     config = get_config(config_name or "t5_1_1_test")
     params = timed("init random model", init_params, config, seed)
   config = config.replace(dropout_rate=0.0)
-  vocab = _vocabulary(vocab_path)
   inputs = _encode(vocab, texts, config.vocab_size)
   labels = _encode(vocab, candidates, config.vocab_size)
   prompt = 0.5 * jax.random.normal(jax.random.PRNGKey(seed), (prompt_length, config.emb_dim))

@@ -101,6 +101,17 @@ def _local_path(path: str | os.PathLike, setting: str, what: str) -> Optional[ep
   return None if "://" in text else epath.Path(text).absolute()
 
 
+def _check_creatable(p: epath.Path, text: str, setting: str) -> None:
+  """`p` exists as a directory, or its nearest existing ancestor is a writable directory."""
+  existing = p
+  while not existing.exists():
+    existing = existing.parent
+  if not existing.is_dir():
+    raise SpotError(f"{setting} {text} lies under the file {existing}; give a path in a directory")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise SpotError(f"{setting} {text}: {existing} is not writable")
+
+
 def check_writable_dir(path: str | os.PathLike, *, setting: str) -> None:
   """`path` is, or can be created as, a directory this process may write into.
 
@@ -111,13 +122,7 @@ def check_writable_dir(path: str | os.PathLike, *, setting: str) -> None:
     return
   if p.exists() and not p.is_dir():
     raise SpotError(f"{setting} {text} is a file; give a directory")
-  existing = p
-  while not existing.exists():
-    existing = existing.parent
-  if not existing.is_dir():
-    raise SpotError(f"{setting} {text} lies under the file {existing}; give a directory")
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise SpotError(f"{setting} {text}: {existing} is not writable")
+  _check_creatable(p, text, setting)
 
 
 def check_writable_file(path: str | os.PathLike, *, setting: str) -> None:
@@ -127,4 +132,4 @@ def check_writable_file(path: str | os.PathLike, *, setting: str) -> None:
     return
   if p.is_dir():
     raise SpotError(f"{setting} {text} is a directory; give a file name")
-  check_writable_dir(p.parent, setting=f"{setting}'s directory")
+  _check_creatable(p.parent, text, setting)

@@ -32,3 +32,15 @@ def tiny_t5x_checkpoint() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def t5_vocab_path() -> pathlib.Path:
   return fixture_path("test_data", "t5_vocab")
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> pathlib.Path:
+  """MODEL_DIR of one short run on the toy task (tests/train/toy_run.gin: 30 steps, checkpoints 10,
+  20, 30), trained through the CLI in this process; tests only read it."""
+  from spot_jax import cli
+  model_dir = tmp_path_factory.mktemp("toy_run")
+  assert cli.main(["train", "--module", "toy_task",
+                   f"--gin_file={REPO_ROOT / 'tests' / 'train' / 'toy_run.gin'}",
+                   f"--gin.MODEL_DIR='{model_dir}'"]) == 0
+  return model_dir

@@ -1,4 +1,4 @@
-"""Run-setting checks made before anything is loaded or written (spot_jax.train.validation)."""
+"""Run-setting checks made before anything is loaded or written (spot_jax.validation)."""
 
 import pytest
 
