@@ -42,15 +42,11 @@ class _StoreOnce(argparse.Action):
 
 
 def _int_at_least(low: int, what: str):
+  """An argparse type: an integer >= low, else "must be {what}, got '...'"."""
   def parse(text: str) -> int:
-    try:
-      value = int(text)
-    except ValueError:
-      value = None
-    if value is None or value < low:
+    if not text.lstrip("-").isdigit() or int(text) < low:
       raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
-    return value
-  parse.__name__ = what  # argparse names the type in its message
+    return int(text)
   return parse
 
 
@@ -274,8 +270,10 @@ def _infer_mixed_flags(p: argparse.ArgumentParser) -> None:
   g.add_argument("--no_model_check", action="store_true", help="decode even if the checkpoint's "
                  "parameters are not the ones the library's prompts were tuned on")
   g.add_argument("--batch_size", type=_positive, default=32)
-  g.add_argument("--num_examples", type=_positive, help="first N examples of each task (default: all)")
-  g.add_argument("--input_length", type=_positive, help="encoder length (default: the longest input)")
+  g.add_argument("--num_examples", type=_positive,
+                 help="first N examples of each task (default: all)")
+  g.add_argument("--input_length", type=_positive,
+                 help="encoder length (default: the longest input)")
   g.add_argument("--target_length", type=_positive, default=DEFAULT_TARGET_LENGTH,
                  help="decoding length")
 
@@ -665,7 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
 
   def protocol_flags(p: argparse.ArgumentParser) -> None:
     defaults = protocol.DEMO_PROTOCOL
-    p.add_argument("--steps", type=_positive, default=defaults.steps, help="target prompt-tuning steps")
+    p.add_argument("--steps", type=_positive, default=defaults.steps,
+                   help="target prompt-tuning steps")
     p.add_argument("--embedding_step", type=_positive, default=defaults.embedding_step, help="task "
                    "embedding = prompt after this many steps (paper: 10K)")
     p.add_argument("--eval_examples", type=_positive, default=defaults.num_eval_examples,
@@ -705,7 +704,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--targets", nargs="+", help="short target names (default: all of the universe)")
   p.add_argument("--seeds", type=int, nargs="+", help="k-shot seeds (default: 13 21 42 87 100)")
   p.add_argument("--steps", type=_positive, default=1000, help="downstream steps (seed: 1000)")
-  p.add_argument("--eval_every", type=_positive, default=100, help="dev evaluation period (seed: 100)")
+  p.add_argument("--eval_every", type=_positive, default=100,
+                 help="dev evaluation period (seed: 100)")
   p.add_argument("--batch_sizes", type=_positive, nargs="+", default=[4, 8])
   p.add_argument("--learning_rates", nargs="+", metavar="LR|METHOD=LR,LR", help="downstream "
                  "learning rates: numbers for every method, or per method, e.g. prompt=1,0.1 "
@@ -744,8 +744,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="compare raw embeddings (default: subtract the library's mean embedding)")
   p.add_argument("--save_prompt", metavar="OUT.npy", help="also write the top sources' weighted "
                  "average source prompt (SPoT's target init)")
-  p.add_argument("--mix", type=_positive, default=1, help="how many top sources --save_prompt mixes "
-                 "(default 1: the best source's prompt)")
+  p.add_argument("--mix", type=_positive, default=1, help="how many top sources --save_prompt "
+                 "mixes (default 1: the best source's prompt)")
   p.set_defaults(fn=_cmd_retrieve)
 
   _library_parser(sub)

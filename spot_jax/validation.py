@@ -1,8 +1,8 @@
-"""Checks a run's settings before anything is loaded or written.
+"""Checks of a command's settings and paths, made before anything is loaded or written.
 
-A run that fails here leaves MODEL_DIR (and every other output) as it was: the trainer, `eval` and
-`infer` call these first, then create directories. Each check raises a SpotError whose one line
-names the setting and the fix. The checks are cheap: no model is loaded and no data is read
+A run that fails here leaves MODEL_DIR (and every other output) as it was: the trainer, `eval`,
+`infer`, the studies and the CLI's file outputs call these first, then create directories. Each
+check raises a SpotError whose one line names the setting and the fix. The checks are cheap: no model is loaded and no data is read
 (a seqio task's split names come from its data source's metadata).
 """
 
