@@ -115,3 +115,20 @@ def test_bench_packing_prints_json_lines():
   assert line["flop_speedup"] == pytest.approx(
       line["packed"]["examples_per_row"] * line["padded"]["gflops_per_step"]
       / line["packed"]["gflops_per_step"], rel=1e-9)
+
+
+@pytest.mark.slow
+def test_soak_preempt_one_trial_matches_the_uninterrupted_run(tmp_path):
+  run = subprocess.run([sys.executable, str(TOOLS / "soak_preempt.py"), "--trials", "1", "--quick",
+                        "--seed", "1", "--work", str(tmp_path / "work"), "--json",
+                        str(tmp_path / "soak.json")],
+                       capture_output=True, text=True, timeout=900, cwd=TOOLS.parent)
+  assert run.returncode == 0, run.stderr[-3000:]
+  summary = json.loads((tmp_path / "soak.json").read_text())
+  assert summary["trials"] == summary["passed"] == summary["prompts_identical"] == 1
+  assert summary["metrics_ok"] == "1/1"  # trial 1 is a train run
+  assert summary["unreadable_checkpoints"] == summary["unreadable_libraries"] == 0
+  assert summary["orbax_tmp_left"] == 0 and 1 <= summary["kills"] <= 3
+  (trial,) = summary["results"]
+  assert trial["workload"] == "train" and trial["rc"] == 0 and not trial["problems"]
+  assert summary["reference_s"]["train"]["seconds"] > 0 and summary["wall_s"] > 0

@@ -126,6 +126,8 @@ def build_library(tuner: Tuner, library: PromptLibrary, study: Study, model: Mod
                          label=f"(embedding seed {seed})", validate=False)
         library.add(task, run_name(seed), identity=model, task_embedding=run.task_embedding,
                     metadata={"family": family, "seed": seed})
+  if not library.index_is_current():  # a run killed between its last add and the index update
+    library.reindex()
 
 
 def target_embeddings(tuner: Tuner, study: Study,

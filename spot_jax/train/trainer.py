@@ -283,7 +283,7 @@ class _Run:
     from tqdm import tqdm
     bar = tqdm(total=num_train_steps, initial=self.step, disable=not (progress and self.writes),
                desc="train", dynamic_ncols=True, file=sys.stderr)
-    self.say = bar.write  # lines above the bar
+    self.say = functools.partial(tqdm.write, file=sys.stderr)  # lines above the bar
     tick, logged = time.perf_counter(), self.step
     with StopOnSignal(say=self.say) as stop:
       while self.step < num_train_steps:

@@ -135,6 +135,19 @@ def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
     retrieval.rank_sources(library, {"seed1": query}, "token_cosine")
 
 
+def test_a_resumed_library_whose_index_missed_its_last_add_is_reindexed(tuner, tmp_path):
+  # A kill between a library add and the index update leaves every entry but a stale index.
+  library = PromptLibrary(tmp_path / "lib")
+  identity = transfer.identity(tuner, "test")
+  rng = np.random.default_rng(0)
+  for task in SOURCES:
+    library.add(task, "seed0", identity=identity, source_prompt=rng.normal(size=(4, 32)),
+                task_embedding=rng.normal(size=(4, 32)), reindex=task != SOURCES[-1])
+  assert not library.index_is_current()
+  transfer.build_library(tuner, library, transfer.Study(SOURCES, ("t",)), identity)  # tunes nothing
+  assert library.index_is_current()
+
+
 def test_retrieval_mixture_is_examples_proportional_over_sources_and_target():
   import seqio
   name = transfer.retrieval_mixture(TARGET, SOURCES[:2])
