@@ -117,13 +117,21 @@ def test_embedding_seeds_average_the_similarities_of_same_seed_embeddings(tuner,
   assert transfer.run_study(tuner, study, tmp_path, vocabulary="test")["rankings"] == summary["rankings"]
 
 
-def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
-  library = PromptLibrary(tmp_path / "lib")
+def _random_library(tuner, path, *, index_last: bool = True) -> PromptLibrary:
+  """A library of SOURCES (run seed0) with random prompts; `index_last=False`: the last add
+  leaves the index out of date, as a kill between that add and the index update does."""
+  library = PromptLibrary(path)
   identity = transfer.identity(tuner, "test")
   rng = np.random.default_rng(0)
   for task in SOURCES:
     library.add(task, "seed0", identity=identity, source_prompt=rng.normal(size=(4, 32)),
-                task_embedding=rng.normal(size=(4, 32)))
+                task_embedding=rng.normal(size=(4, 32)),
+                reindex=index_last or task != SOURCES[-1])
+  return library
+
+
+def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
+  library = _random_library(tuner, tmp_path / "lib")
   query = library.get(SOURCES[1]).task_embedding()
   ranking = retrieval.rank_sources(library, query, "token_cosine", center=False)
   assert ranking[0][0] == SOURCES[1] and ranking[0][1] == pytest.approx(
@@ -136,15 +144,10 @@ def test_rank_sources_puts_a_task_first_for_its_own_embedding(tuner, tmp_path):
 
 
 def test_a_resumed_library_whose_index_missed_its_last_add_is_reindexed(tuner, tmp_path):
-  # A kill between a library add and the index update leaves every entry but a stale index.
-  library = PromptLibrary(tmp_path / "lib")
-  identity = transfer.identity(tuner, "test")
-  rng = np.random.default_rng(0)
-  for task in SOURCES:
-    library.add(task, "seed0", identity=identity, source_prompt=rng.normal(size=(4, 32)),
-                task_embedding=rng.normal(size=(4, 32)), reindex=task != SOURCES[-1])
+  library = _random_library(tuner, tmp_path / "lib", index_last=False)
   assert not library.index_is_current()
-  transfer.build_library(tuner, library, transfer.Study(SOURCES, ("t",)), identity)  # tunes nothing
+  transfer.build_library(tuner, library, transfer.Study(SOURCES, ("t",)),  # tunes nothing
+                         transfer.identity(tuner, "test"))
   assert library.index_is_current()
 
 
